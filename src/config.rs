@@ -1,0 +1,565 @@
+//! Configuration (SPEC §9): one TOML file, overridden by `CONNECTOR_GA__*`
+//! environment variables, overridden in turn by command-line flags.
+//!
+//! Every struct denies unknown keys and every error names the key it is
+//! about, so a typo stops start-up instead of silently using a default.
+//! `config/default.toml` documents every key with its default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use crate::classify::Fault;
+
+/// The environment variable prefix: `CONNECTOR_GA__CRITERIA__WINDOW_DAYS=7`.
+pub const ENV_PREFIX: &str = "CONNECTOR_GA";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("config key `{key}`: {msg}")]
+    Key { key: String, msg: String },
+    #[error("config: {0}")]
+    Other(String),
+}
+
+fn key_err(key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_string(),
+        msg: msg.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub criteria: CriteriaConfig,
+    /// Attested facts per connector id: `[connectors.<id>]`.
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+    pub kafka: KafkaConfig,
+    pub http: HttpConfig,
+    pub state: StateConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuccessRateFormula {
+    /// success / eligible.
+    Ga,
+    /// (success - failures) / eligible, the vendor telemetry page's formula.
+    Isv,
+}
+
+/// `[criteria]`: thresholds and windows of SPEC §1, §4 and §6.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriteriaConfig {
+    /// Days in the criteria window. Default 30.
+    pub window_days: u32,
+    /// Below this many eligible requests a measured criterion is undecided. Default 1000.
+    pub min_eligible_requests: u64,
+    /// Availability threshold (>=). Default 0.9995.
+    pub availability: f64,
+    /// SLO threshold: share of connections meeting the SLA bar (>=). Default 0.995.
+    pub slo: f64,
+    /// The SLA bar one connection's availability must reach (>=). Default 0.9995.
+    pub sla_availability: f64,
+    /// Success rate threshold (strictly >). Default 0.80.
+    pub success_rate: f64,
+    /// Success rate the exception path needs (>=). Default 0.50.
+    pub exception_success_rate: f64,
+    /// Calendar months in preview before the exception applies. Default 6.
+    pub exception_preview_months: u32,
+    /// Distinct users needed in each of the last 3 weeks (>=). Default 500.
+    pub weekly_active_users: u64,
+    /// Distinct connections needed in the last 30 days (>=). Default 50.
+    pub monthly_active_connections: u64,
+    /// `ga` or `isv`. Default `ga`.
+    pub success_rate_formula: SuccessRateFormula,
+    /// Origin of a 5xx / no-response failure without `fault`. Default `connector`.
+    pub unattributed_failure_origin: Fault,
+    /// Days of state kept; older events are rejected `too_old`. Default 35.
+    pub retention_days: u32,
+    /// How far ahead of the wall clock an event may be. Default 300.
+    pub max_future_skew_seconds: u64,
+    /// Extra ratio windows for dashboards. Default ["1h", "1d", "7d", "30d"].
+    pub windows: Vec<String>,
+}
+
+impl Default for CriteriaConfig {
+    fn default() -> Self {
+        CriteriaConfig {
+            window_days: 30,
+            min_eligible_requests: 1000,
+            availability: 0.9995,
+            slo: 0.995,
+            sla_availability: 0.9995,
+            success_rate: 0.80,
+            exception_success_rate: 0.50,
+            exception_preview_months: 6,
+            weekly_active_users: 500,
+            monthly_active_connections: 50,
+            success_rate_formula: SuccessRateFormula::Ga,
+            unattributed_failure_origin: Fault::Connector,
+            retention_days: 35,
+            max_future_skew_seconds: 300,
+            windows: vec!["1h".into(), "1d".into(), "7d".into(), "30d".into()],
+        }
+    }
+}
+
+/// `[connectors.<id>]`: what the connector owner attests.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorConfig {
+    pub backend_in_production: bool,
+    pub support_model_attested: bool,
+    /// The date the connector entered preview (for the exception path).
+    pub preview_since: Option<NaiveDate>,
+}
+
+/// `[kafka]`: where events come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port]`. Default `localhost:9092`.
+    pub brokers: String,
+    /// Topics to consume. Default `["connector-events"]`.
+    pub topics: Vec<String>,
+    /// Consumer group id. Default `connector-ga-exporter`.
+    pub group_id: String,
+    /// Static membership id (`group.instance.id`): a restarted daemon takes
+    /// its partitions back at once instead of after the session timeout.
+    pub group_instance_id: Option<String>,
+    /// Where rejected events are copied, with a `reason` header. Default: none.
+    pub dead_letter_topic: Option<String>,
+    /// Decode threads; 0 means one per CPU core. Default 0.
+    pub workers: usize,
+    /// Any librdkafka property, passed through (TLS, SASL, timeouts).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            topics: vec!["connector-events".into()],
+            group_id: "connector-ga-exporter".into(),
+            group_instance_id: None,
+            dead_letter_topic: None,
+            workers: 0,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of /metrics, /api/v1/criteria, /healthz, /readyz and /.
+    /// Default `0.0.0.0:9795`.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:9795".into(),
+        }
+    }
+}
+
+/// `[state]`: durability and bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of snapshots. Default `./state`.
+    pub dir: PathBuf,
+    /// Seconds between snapshots. Default 10.
+    pub checkpoint_interval_seconds: u64,
+    /// Most (connector, cloud) scopes kept; events of further scopes are
+    /// rejected `series_limit`. Default 10000.
+    pub max_series: usize,
+    /// Most connections tracked per scope for the SLO. Default 100000.
+    pub max_connections_per_scope: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("state"),
+            checkpoint_interval_seconds: 10,
+            max_series: 10_000,
+            max_connections_per_scope: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `connector_ga_exporter=debug`;
+    /// `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A ratio window: N hours or N days ending with `now`'s hour / day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Window {
+    Hours(u32),
+    Days(u32),
+}
+
+impl Window {
+    pub fn parse(s: &str) -> Option<Window> {
+        let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+        let n: u32 = n.parse().ok().filter(|&n| n > 0)?;
+        match unit {
+            "h" => Some(Window::Hours(n)),
+            "d" => Some(Window::Days(n)),
+            _ => None,
+        }
+    }
+    pub fn label(&self) -> String {
+        match self {
+            Window::Hours(n) => format!("{n}h"),
+            Window::Days(n) => format!("{n}d"),
+        }
+    }
+}
+
+/// Command-line overrides (SPEC §9 flags); `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub brokers: Option<String>,
+    pub topics: Vec<String>,
+    pub group: Option<String>,
+    pub listen: Option<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads `path` (if any), then the environment, then `ov`; validates.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, ov, env)
+    }
+
+    /// As [`Config::load`], with the environment given (tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        ov: &Overrides,
+        env: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut b = config::Config::builder();
+        if let Some(p) = path {
+            if !p.is_file() {
+                return Err(ConfigError::File {
+                    path: p.to_path_buf(),
+                    msg: "no such file".into(),
+                });
+            }
+            b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
+        }
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("kafka.topics")
+                .with_list_parse_key("criteria.windows")
+                .source(Some(env_map)),
+        );
+        let set = |b: config::ConfigBuilder<_>, k: &str, v: config::Value| {
+            b.set_override(k, v)
+                .map_err(|e| ConfigError::Other(e.to_string()))
+        };
+        if let Some(v) = &ov.brokers {
+            b = set(b, "kafka.brokers", v.clone().into())?;
+        }
+        if !ov.topics.is_empty() {
+            b = set(b, "kafka.topics", ov.topics.clone().into())?;
+        }
+        if let Some(v) = &ov.group {
+            b = set(b, "kafka.group_id", v.clone().into())?;
+        }
+        if let Some(v) = &ov.listen {
+            b = set(b, "http.listen", v.clone().into())?;
+        }
+        if let Some(v) = &ov.state_dir {
+            b = set(b, "state.dir", v.to_string_lossy().to_string().into())?;
+        }
+        let raw = b.build().map_err(|e| match path {
+            Some(p) => ConfigError::File {
+                path: p.to_path_buf(),
+                msg: e.to_string(),
+            },
+            None => ConfigError::Other(e.to_string()),
+        })?;
+        let cfg: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let key = e.path().to_string();
+            key_err(&key, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string with no environment (tests, examples).
+    pub fn from_toml(s: &str) -> Result<Config, ConfigError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(s, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError::Other(e.to_string()))?;
+        let cfg: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let key = e.path().to_string();
+            key_err(&key, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.criteria;
+        for (k, v) in [
+            ("criteria.availability", c.availability),
+            ("criteria.slo", c.slo),
+            ("criteria.sla_availability", c.sla_availability),
+            ("criteria.success_rate", c.success_rate),
+            ("criteria.exception_success_rate", c.exception_success_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(key_err(k, format!("{v} is not a ratio in [0, 1]")));
+            }
+        }
+        if c.retention_days == 0 || c.retention_days > crate::state::MAX_RETENTION_DAYS {
+            return Err(key_err(
+                "criteria.retention_days",
+                format!(
+                    "{} is outside 1..={} (distinct counts keep one bit per retained day)",
+                    c.retention_days,
+                    crate::state::MAX_RETENTION_DAYS
+                ),
+            ));
+        }
+        // Week 2 and the 30-day MAC window must fit in retention.
+        let needed = c.window_days.max(30).max(21);
+        if c.window_days == 0 || needed > c.retention_days {
+            return Err(key_err(
+                "criteria.window_days",
+                format!(
+                    "{} needs retention_days >= {} (criteria window, 30-day MAC window, 3 weeks)",
+                    c.window_days, needed
+                ),
+            ));
+        }
+        for w in &c.windows {
+            match Window::parse(w) {
+                Some(Window::Days(n)) if n > c.retention_days => {
+                    return Err(key_err(
+                        "criteria.windows",
+                        format!("{w} is longer than retention_days = {}", c.retention_days),
+                    ))
+                }
+                Some(Window::Hours(n)) if n > crate::state::MAX_HOUR_WINDOW => {
+                    return Err(key_err(
+                        "criteria.windows",
+                        format!(
+                            "{w}: hour windows go up to {}h; use days",
+                            crate::state::MAX_HOUR_WINDOW
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    return Err(key_err(
+                        "criteria.windows",
+                        format!("{w:?} is not a window like \"1h\" or \"7d\""),
+                    ))
+                }
+            }
+        }
+        for id in self.connectors.keys() {
+            if !crate::event::valid_connector(id) {
+                return Err(key_err(
+                    &format!("connectors.{id}"),
+                    "not a valid connector id",
+                ));
+            }
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return Err(key_err(
+                "http.listen",
+                format!("{:?} is not an ADDR:PORT socket address", self.http.listen),
+            ));
+        }
+        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.is_empty()) {
+            return Err(key_err("kafka.topics", "needs at least one non-empty topic"));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(key_err("kafka.brokers", "is empty"));
+        }
+        if self.kafka.group_id.is_empty() {
+            return Err(key_err("kafka.group_id", "is empty"));
+        }
+        if self.state.checkpoint_interval_seconds == 0 {
+            return Err(key_err("state.checkpoint_interval_seconds", "must be > 0"));
+        }
+        if self.state.max_series == 0 {
+            return Err(key_err("state.max_series", "must be > 0"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(key_err(
+                "log.level",
+                format!("{:?} is not a tracing filter", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ratio windows to export: `[criteria] windows` plus the criteria
+    /// window itself, deduplicated, in a stable order.
+    pub fn windows(&self) -> Vec<Window> {
+        let mut w: Vec<Window> = self
+            .criteria
+            .windows
+            .iter()
+            .filter_map(|s| Window::parse(s))
+            .collect();
+        w.push(Window::Days(self.criteria.window_days));
+        w.sort();
+        w.dedup();
+        w
+    }
+
+    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = Config::from_toml("").unwrap();
+        let k = &c.criteria;
+        assert_eq!(k.window_days, 30);
+        assert_eq!(k.min_eligible_requests, 1000);
+        assert_eq!(k.availability, 0.9995);
+        assert_eq!(k.slo, 0.995);
+        assert_eq!(k.success_rate, 0.80);
+        assert_eq!(k.retention_days, 35);
+        assert_eq!(
+            c.windows(),
+            vec![Window::Hours(1), Window::Days(1), Window::Days(7), Window::Days(30)]
+        );
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let c = Config::from_toml(
+            r#"
+[criteria]
+window_days = 30
+success_rate_formula = "isv"
+unattributed_failure_origin = "backend"
+[connectors.shared_contoso]
+backend_in_production = true
+support_model_attested = true
+preview_since = 2026-03-01
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.criteria.success_rate_formula, SuccessRateFormula::Isv);
+        assert_eq!(c.criteria.unattributed_failure_origin, Fault::Backend);
+        let k = c.connector("shared_contoso").unwrap();
+        assert_eq!(k.preview_since, NaiveDate::from_ymd_opt(2026, 3, 1));
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        assert!(err("[criteria]\nwindow_dayz = 3").contains("window_dayz"));
+        assert!(err("[criteria]\nwindow_days = \"x\"").contains("criteria.window_days"));
+        assert!(err("[criteria]\navailability = 1.5").contains("criteria.availability"));
+        assert!(err("[criteria]\nwindows = [\"5m\"]").contains("criteria.windows"));
+        assert!(err("[criteria]\nsuccess_rate_formula = \"x\"").contains("success_rate_formula"));
+        assert!(err("[http]\nlisten = \"nope\"").contains("http.listen"));
+        assert!(err("[kafka]\nbrokerz = \"a\"").contains("brokerz"));
+        assert!(err("[connectors.a]\nbackend = true").contains("backend"));
+        assert!(err("[criteria]\nretention_days = 20").contains("criteria.window_days"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[kafka]\nbrokers = \"file:1\"\ngroup_id = \"g\"\n[criteria]\nwindow_days = 30\n").unwrap();
+        let env = vec![
+            ("CONNECTOR_GA__KAFKA__BROKERS".to_string(), "env:2".to_string()),
+            ("CONNECTOR_GA__CRITERIA__MIN_ELIGIBLE_REQUESTS".to_string(), "5".to_string()),
+            ("CONNECTOR_GA__KAFKA__TOPICS".to_string(), "a,b".to_string()),
+        ];
+        let c = Config::load_with_env(Some(&p), &Overrides::default(), env.clone()).unwrap();
+        assert_eq!(c.kafka.brokers, "env:2");
+        assert_eq!(c.kafka.group_id, "g");
+        assert_eq!(c.criteria.min_eligible_requests, 5);
+        assert_eq!(c.kafka.topics, vec!["a", "b"]);
+        let ov = Overrides {
+            brokers: Some("flag:3".into()),
+            topics: vec!["t".into()],
+            ..Default::default()
+        };
+        let c = Config::load_with_env(Some(&p), &ov, env).unwrap();
+        assert_eq!(c.kafka.brokers, "flag:3");
+        assert_eq!(c.kafka.topics, vec!["t"]);
+        let bad = vec![("CONNECTOR_GA__CRITERIA__SLO".to_string(), "2".to_string())];
+        let e = Config::load_with_env(Some(&p), &Overrides::default(), bad).unwrap_err();
+        assert!(e.to_string().contains("criteria.slo"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = Config::load_with_env(
+            Some(Path::new("/nonexistent/x.toml")),
+            &Overrides::default(),
+            vec![],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.toml"));
+    }
+}

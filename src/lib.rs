@@ -1,0 +1,25 @@
+//! connector-ga-exporter: decides continuously, from per-request connector
+//! events read from Kafka, whether a connector meets the criteria to leave
+//! preview and become generally available, and exports every criterion and
+//! the verdict to Prometheus.
+//!
+//! The data flows one way (`../SPEC.md` is the contract):
+//!
+//! `event` (decode, validate) → `classify` → `state` (bucket rings,
+//! distinct sets and sketches, per-connection counters) held in a sharded
+//! `store` → `criteria` (measures, verdict) → `report` (JSON, table) and
+//! `metrics` / `http` (Prometheus, API, page).
+//!
+//! Around the engine: `config`, `kafka` (consumer, offsets, dead letters),
+//! `checkpoint` (snapshots), `daemon` (the `run` command), `loadgen` and
+//! `demo`. Nothing in the engine imports Kafka or HTTP, and nothing in it
+//! reads a clock: every function takes `now`.
+
+pub mod classify;
+pub mod config;
+pub mod criteria;
+pub mod event;
+pub mod report;
+pub mod state;
+pub mod store;
+pub mod timeutil;

@@ -1,0 +1,387 @@
+//! The report document of SPEC §8 (JSON and a table for people), and the
+//! `report` command: a file of events in, the verdict of every scope out.
+//!
+//! The file is streamed: NDJSON is cut into chunks at line ends and decoded
+//! by one thread per core into the sharded [`Store`]; memory holds a few
+//! chunks, never the file. A file that is one multi-line JSON document (a
+//! pretty-printed array) is read whole, as it cannot be cut.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::criteria::Status;
+use crate::event::{self, Event, Reject, RejectCounts};
+use crate::state::Admission;
+use crate::store::{ScopeReport, Store};
+use crate::timeutil::{self, day_of, Micros};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {source}")]
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The whole report at one `now`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub now: Micros,
+    pub criteria_window_days: u32,
+    pub rejected: RejectCounts,
+    pub scopes: Vec<ScopeReport>,
+}
+
+impl Report {
+    pub fn build(store: &Store, cfg: &Config, now: Micros, rejected: RejectCounts) -> Report {
+        Report {
+            now,
+            criteria_window_days: cfg.criteria.window_days,
+            rejected,
+            scopes: store.measure_all(cfg, now),
+        }
+    }
+
+    /// The JSON document of SPEC §8: every key always present.
+    pub fn to_json(&self) -> Value {
+        let mut rejected = Map::new();
+        for r in Reject::ALL {
+            let n = self.rejected.get(r);
+            if n > 0 {
+                rejected.insert(r.as_str().into(), json!(n));
+            }
+        }
+        let scopes: Vec<Value> = self.scopes.iter().map(scope_json).collect();
+        json!({
+            "now": timeutil::format_micros(self.now),
+            "criteria_window_days": self.criteria_window_days,
+            "rejected": rejected,
+            "scopes": scopes,
+        })
+    }
+
+    /// One row per scope: status, and each criterion as value vs threshold,
+    /// failures marked with `✗`, undecided with `?`.
+    pub fn to_table(&self, cfg: &Config) -> String {
+        let k = &cfg.criteria;
+        let mut rows: Vec<Vec<String>> = vec![vec![
+            "CONNECTOR".into(),
+            "CLOUD".into(),
+            "STATUS".into(),
+            "ELIGIBLE".into(),
+            format!("AVAIL(>={})", k.availability),
+            format!("SLO(>={})", k.slo),
+            format!("SUCCESS(>{})", k.success_rate),
+            format!("WAU(>={} x3)", k.weekly_active_users),
+            format!("MAC(>={})", k.monthly_active_connections),
+            "ATTESTED".into(),
+            "EXCEPTION".into(),
+        ]];
+        for s in &self.scopes {
+            let m = &s.measures;
+            let w = m.criteria();
+            let c = &s.verdict.criteria;
+            let mark = |v: Option<bool>| match v {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None => "?",
+            };
+            let ratio = |r: Option<f64>, pass: Option<bool>| match r {
+                Some(r) => format!("{:.4} {}", r, mark(pass)),
+                None => "- ?".into(),
+            };
+            rows.push(vec![
+                m.connector.clone(),
+                m.cloud_label().into(),
+                s.verdict.status.as_str().into(),
+                w.counts.eligible().to_string(),
+                ratio(w.availability, c.availability),
+                ratio(w.slo, c.slo),
+                ratio(w.success_rate, c.success_rate),
+                format!(
+                    "{}/{}/{} {}",
+                    m.weekly_active_users[0],
+                    m.weekly_active_users[1],
+                    m.weekly_active_users[2],
+                    mark(Some(c.weekly_active_users))
+                ),
+                format!("{} {}", m.monthly_active_connections, mark(Some(c.monthly_active_connections))),
+                format!(
+                    "backend {} support {}",
+                    mark(Some(c.backend_in_production)),
+                    mark(Some(c.support_model))
+                ),
+                mark(c.exception).into(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = format!(
+            "now {}  criteria window {} days\n",
+            timeutil::format_micros(self.now),
+            self.criteria_window_days
+        );
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        if self.rejected.total() > 0 {
+            let parts: Vec<String> = Reject::ALL
+                .iter()
+                .filter(|r| self.rejected.get(**r) > 0)
+                .map(|r| format!("{} {}", r.as_str(), self.rejected.get(*r)))
+                .collect();
+            out.push_str(&format!("rejected: {}\n", parts.join(", ")));
+        }
+        out
+    }
+}
+
+fn scope_json(s: &ScopeReport) -> Value {
+    let m = &s.measures;
+    let w = m.criteria();
+    let c = &s.verdict.criteria;
+    json!({
+        "connector": m.connector,
+        "cloud": m.cloud_label(),
+        "requests": w.counts.requests,
+        "throttled": w.counts.throttled,
+        "eligible": w.counts.eligible(),
+        "success": w.counts.success,
+        "connector_failures": w.counts.connector_failures,
+        "backend_failures": w.counts.backend_failures,
+        "client_failures": w.counts.client_failures,
+        "availability": w.availability,
+        "success_rate": w.success_rate,
+        "slo": w.slo,
+        "active_connections": w.active_connections,
+        "connections_meeting_sla": w.connections_meeting_sla,
+        "weekly_active_users": m.weekly_active_users,
+        "monthly_active_connections": m.monthly_active_connections,
+        "latency_ms": {"p50": w.latency_ms[0], "p95": w.latency_ms[1], "p99": w.latency_ms[2]},
+        "criteria": {
+            "backend_in_production": c.backend_in_production,
+            "availability": c.availability,
+            "slo": c.slo,
+            "success_rate": c.success_rate,
+            "support_model": c.support_model,
+            "weekly_active_users": c.weekly_active_users,
+            "monthly_active_connections": c.monthly_active_connections,
+            "exception": c.exception,
+        },
+        "status": s.verdict.status.as_str(),
+        "recommended_met": s.verdict.recommended_met,
+    })
+}
+
+/// Counts a status per scope (for summaries and tests).
+pub fn status_of(r: &Report, connector: &str, cloud: &str) -> Option<Status> {
+    r.scopes
+        .iter()
+        .find(|s| s.measures.connector == connector && s.measures.cloud_label() == cloud)
+        .map(|s| s.verdict.status)
+}
+
+/// Bytes per chunk handed to a decode thread.
+const CHUNK: usize = 1 << 20;
+
+/// Ingests events into a store, tracking rejections and the latest valid
+/// event time. Used by `report` (one per decode thread).
+struct Ingestor<'s> {
+    store: &'s Store,
+    adm: Admission,
+    rejected: RejectCounts,
+    max_ts: Option<Micros>,
+}
+
+impl<'s> Ingestor<'s> {
+    fn payload<'b>(&mut self, bytes: &'b [u8], lines: bool) {
+        let mut batch: Vec<Event<'b>> = Vec::with_capacity(4096);
+        let rejected = &mut self.rejected;
+        let max_ts = &mut self.max_ts;
+        let mut sink = |r: Result<Event<'b>, Reject>| match r {
+            Ok(ev) => {
+                *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
+                batch.push(ev);
+            }
+            Err(r) => rejected.add(r, 1),
+        };
+        if lines {
+            for line in bytes.split(|&b| b == b'\n') {
+                event::decode_line(line, &mut sink);
+            }
+        } else {
+            event::decode_payload(bytes, &mut sink);
+        }
+        self.store.ingest_batch(batch, &self.adm, &mut self.rejected);
+    }
+}
+
+/// Runs `report` over a file: decodes every event, settles `now` and
+/// retention, and builds the report. `now = None` means the latest valid
+/// event time (or `fallback_now` when the file has no valid event).
+pub fn report_file(
+    path: &Path,
+    cfg: &Config,
+    now: Option<Micros>,
+    fallback_now: Micros,
+    threads: usize,
+) -> Result<Report, ReportError> {
+    let io = |e| ReportError::Input {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let store = Store::from_config(cfg, 64);
+    let adm = match now {
+        Some(n) => Admission {
+            min_day: Some(day_of(n) - cfg.criteria.retention_days as i32 + 1),
+            max_ts: None,
+            cutoff: Some(n),
+        },
+        None => Admission::default(),
+    };
+    let progress = std::io::stderr().is_terminal() && size > 64 * CHUNK as u64;
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(size);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .expect("static template"),
+        );
+        b
+    });
+
+    // Peek: is the first non-blank line a whole JSON value (NDJSON), or
+    // the start of one multi-line document?
+    let mut first = vec![0u8; CHUNK];
+    let n = read_full(&mut file, &mut first).map_err(io)?;
+    first.truncate(n);
+    let first_line = first
+        .split(|&b| b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .unwrap_or(&[]);
+    let streaming = n == CHUNK && event::is_complete_doc(first_line);
+
+    let mut results: Vec<(RejectCounts, Option<Micros>)> = Vec::new();
+    if !streaming {
+        // A small file, or one multi-line document that cannot be cut:
+        // read it whole.
+        let mut all = first;
+        file.read_to_end(&mut all).map_err(io)?;
+        let mut ing = Ingestor {
+            store: &store,
+            adm,
+            rejected: RejectCounts::default(),
+            max_ts: None,
+        };
+        ing.payload(&all, false);
+        results.push((ing.rejected, ing.max_ts));
+    } else {
+        let threads = threads.max(1);
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(threads * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let read_result = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let rx = Arc::clone(&rx);
+                    let store = &store;
+                    sc.spawn(move || {
+                        let mut ing = Ingestor {
+                            store,
+                            adm,
+                            rejected: RejectCounts::default(),
+                            max_ts: None,
+                        };
+                        loop {
+                            let chunk = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            match chunk {
+                                Ok(c) => ing.payload(&c, true),
+                                Err(_) => break,
+                            }
+                        }
+                        (ing.rejected, ing.max_ts)
+                    })
+                })
+                .collect();
+            let r = feed_chunks(&mut file, first, &tx, bar.as_ref());
+            drop(tx);
+            for h in handles {
+                results.push(h.join().expect("decode thread panicked"));
+            }
+            r
+        });
+        read_result.map_err(io)?;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut rejected = RejectCounts::default();
+    let mut max_ts: Option<Micros> = None;
+    for (r, m) in results {
+        rejected.merge(&r);
+        max_ts = match (max_ts, m) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let now = now.or(max_ts).unwrap_or(fallback_now);
+    rejected.add(Reject::TooOld, store.settle_retention(now));
+    Ok(Report::build(&store, cfg, now, rejected))
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Sends the file in chunks that end at a line end.
+fn feed_chunks(
+    file: &mut File,
+    mut carry: Vec<u8>,
+    tx: &mpsc::SyncSender<Vec<u8>>,
+    bar: Option<&indicatif::ProgressBar>,
+) -> std::io::Result<()> {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = read_full(file, &mut buf)?;
+        buf.truncate(n);
+        if let Some(b) = bar {
+            b.inc(carry.len() as u64);
+        }
+        if n == 0 {
+            if !carry.is_empty() {
+                let _ = tx.send(carry);
+            }
+            return Ok(());
+        }
+        // Cut `carry + buf` at the last newline; the tail moves on.
+        match buf.iter().rposition(|&b| b == b'\n') {
+            Some(i) => {
+                let tail = buf.split_off(i + 1);
+                carry.extend_from_slice(&buf);
+                let _ = tx.send(std::mem::replace(&mut carry, tail));
+            }
+            None => carry.extend_from_slice(&buf),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The engine's state shared between ingesting threads and readers: engines
+//! sharded by connector id, each behind its own mutex.
+//!
+//! Why shards and not one atomic counter per bucket: a scope's state is more
+//! than counters (distinct sets, histograms, per-connection maps), and all of
+//! it must move together to keep an event counted once. Sharding by
+//! connector puts a connector's every cloud (and so its "all" scope) in one
+//! shard; writers on different connectors never meet, and a reader (a
+//! scrape, a snapshot) holds one shard at a time, so ingestion of the other
+//! shards goes on while it reads. The limit: a reader of shard k delays the
+//! writers of shard k for as long as it measures that shard's scopes.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::classify::Cloud;
+use crate::config::Config;
+use crate::criteria::{self, ScopeMeasures, Verdict};
+use crate::event::{Event, Reject, RejectCounts};
+use crate::state::{self, Admission, Engine, Params, ScopeState, SeriesBudget};
+use crate::timeutil::{day_of, Micros};
+
+/// One scope's measures and verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeReport {
+    pub measures: ScopeMeasures,
+    pub verdict: Verdict,
+    /// Lifetime counters (real clouds only), for the `_total` metrics.
+    pub total: Option<state::Counts>,
+}
+
+pub struct Store {
+    shards: Vec<Mutex<Engine>>,
+    pub params: Params,
+    pub budget: SeriesBudget,
+}
+
+impl Store {
+    pub fn new(n_shards: usize, params: Params, max_series: usize) -> Store {
+        Store {
+            shards: (0..n_shards.max(1)).map(|_| Mutex::new(Engine::default())).collect(),
+            params,
+            budget: SeriesBudget::new(max_series),
+        }
+    }
+
+    pub fn from_config(cfg: &Config, n_shards: usize) -> Store {
+        Store::new(n_shards, Params::from_config(cfg), cfg.state.max_series)
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn lock(&self, i: usize) -> MutexGuard<'_, Engine> {
+        // A panic while holding a shard cannot leave it half-updated in a
+        // way worse than losing the process; keep serving what is there.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ingests a batch of decoded events: grouped by shard so each shard is
+    /// locked once per batch. Rejections are added to `rejected`.
+    pub fn ingest_batch<'a>(
+        &self,
+        events: Vec<Event<'a>>,
+        adm: &Admission,
+        rejected: &mut RejectCounts,
+    ) -> u64 {
+        let n = self.shards.len();
+        let mut accepted = 0;
+        if n == 1 {
+            let mut e = self.lock(0);
+            for ev in &events {
+                match e.ingest(ev, adm, &self.params, &self.budget) {
+                    Ok(()) => accepted += 1,
+                    Err(r) => rejected.add(r, 1),
+                }
+            }
+            return accepted;
+        }
+        let mut by_shard: Vec<Vec<&Event<'a>>> = vec![Vec::new(); n];
+        for ev in &events {
+            by_shard[state::shard_of(&ev.connector, n)].push(ev);
+        }
+        for (i, evs) in by_shard.into_iter().enumerate() {
+            if evs.is_empty() {
+                continue;
+            }
+            let mut e = self.lock(i);
+            for ev in evs {
+                match e.ingest(ev, adm, &self.params, &self.budget) {
+                    Ok(()) => accepted += 1,
+                    Err(r) => rejected.add(r, 1),
+                }
+            }
+        }
+        accepted
+    }
+
+    /// Ingests one event (tests, small callers).
+    pub fn ingest_one(&self, ev: &Event<'_>, adm: &Admission) -> Result<(), Reject> {
+        let i = state::shard_of(&ev.connector, self.shards.len());
+        self.lock(i).ingest(ev, adm, &self.params, &self.budget)
+    }
+
+    /// Measures every scope at `now`, sorted by connector then cloud with
+    /// `all` first (SPEC §8).
+    pub fn measure_all(&self, cfg: &Config, now: Micros) -> Vec<ScopeReport> {
+        let mut out = Vec::new();
+        for i in 0..self.shards.len() {
+            let e = self.lock(i);
+            for (id, c) in &e.connectors {
+                let scopes: Vec<(Cloud, &ScopeState)> = c.scopes().collect();
+                if scopes.is_empty() {
+                    continue;
+                }
+                let attested = cfg.connector(id);
+                let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
+                let m = criteria::measure_scope(id, None, &all, now, cfg);
+                let v = criteria::verdict(&m, attested, now, cfg);
+                out.push(ScopeReport {
+                    measures: m,
+                    verdict: v,
+                    total: None,
+                });
+                for (cloud, s) in scopes {
+                    let m = criteria::measure_scope(id, Some(cloud), &[s], now, cfg);
+                    let v = criteria::verdict(&m, attested, now, cfg);
+                    out.push(ScopeReport {
+                        measures: m,
+                        verdict: v,
+                        total: Some(s.total.clone()),
+                    });
+                }
+            }
+        }
+        // By connector, then cloud name, `all` first.
+        let key = |r: &ScopeReport| {
+            let m = &r.measures;
+            (m.connector.clone(), m.cloud.is_some(), m.cloud_label())
+        };
+        out.sort_by_key(key);
+        out
+    }
+
+    /// Events held that `now` puts outside retention (`too_old` in
+    /// hindsight, for `report` without `--now`), and drops their scopes
+    /// when nothing else is left in them.
+    pub fn settle_retention(&self, now: Micros) -> u64 {
+        let min_day = day_of(now) - self.params.retention_days as i32 + 1;
+        let mut n = 0;
+        for i in 0..self.shards.len() {
+            let mut e = self.lock(i);
+            n += e.aged_out;
+            e.aged_out = 0;
+            for c in e.connectors.values() {
+                for (_, s) in c.scopes() {
+                    n += s.requests_in_days(i32::MIN + 1, min_day - 1);
+                }
+            }
+            e.prune(min_day, &self.budget);
+        }
+        n
+    }
+
+    /// Drops scopes whose events all left retention (daemon housekeeping).
+    pub fn prune(&self, now: Micros) -> usize {
+        let min_day = day_of(now) - self.params.retention_days as i32 + 1;
+        (0..self.shards.len())
+            .map(|i| self.lock(i).prune(min_day, &self.budget))
+            .sum()
+    }
+
+    pub fn scope_count(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).scope_count()).sum()
+    }
+}
