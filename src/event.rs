@@ -295,22 +295,32 @@ pub fn decode_payload<'a, F>(payload: &'a [u8], mut f: F) -> u64
 where
     F: FnMut(Result<Event<'a>, Reject>),
 {
+    decode_payload_raw(payload, |r, _, _| f(r))
+}
+
+/// As [`decode_payload`], also giving each event's source bytes: its NDJSON
+/// line, or the whole document, with the event's index when the document is
+/// an array (what a dead-letter copy of a rejected event carries).
+pub fn decode_payload_raw<'a, F>(payload: &'a [u8], mut f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
+{
     let mut n = 0u64;
     // Fast path: the whole payload is one JSON value (object or array).
     // It fails at the second value of an NDJSON payload, which is then read
     // line by line: a pretty-printed single object still decodes as one.
     match parse_doc(payload) {
-        Some(doc) => emit_doc(doc, &mut f, &mut n),
+        Some(doc) => emit_doc(doc, payload, &mut f, &mut n),
         None => {
             for line in payload.split(|&b| b == b'\n') {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
                 match parse_doc(line) {
-                    Some(doc) => emit_doc(doc, &mut f, &mut n),
+                    Some(doc) => emit_doc(doc, line, &mut f, &mut n),
                     None => {
                         n += 1;
-                        f(Err(Reject::MalformedJson));
+                        f(Err(Reject::MalformedJson), line, None);
                     }
                 }
             }
@@ -329,8 +339,9 @@ where
     if line.iter().all(u8::is_ascii_whitespace) {
         return 0;
     }
+    let mut g = |r, _: &'a [u8], _| f(r);
     match parse_doc(line) {
-        Some(doc) => emit_doc(doc, f, &mut n),
+        Some(doc) => emit_doc(doc, line, &mut g, &mut n),
         None => {
             n += 1;
             f(Err(Reject::MalformedJson));
@@ -351,19 +362,19 @@ fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
     Some(doc)
 }
 
-fn emit_doc<'a, F>(doc: Doc<'a>, f: &mut F, n: &mut u64)
+fn emit_doc<'a, F>(doc: Doc<'a>, raw: &'a [u8], f: &mut F, n: &mut u64)
 where
-    F: FnMut(Result<Event<'a>, Reject>),
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
 {
     match doc {
         Doc::One(item) => {
             *n += 1;
-            f(validate_item(item));
+            f(validate_item(item), raw, None);
         }
         Doc::Many(items) => {
-            for item in items {
+            for (i, item) in items.into_iter().enumerate() {
                 *n += 1;
-                f(validate_item(item));
+                f(validate_item(item), raw, Some(i));
             }
         }
     }

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use connector_ga_exporter::config::{Config, Overrides};
-use connector_ga_exporter::{report, timeutil};
+use connector_ga_exporter::config::{Config, LogFormat, Overrides};
+use connector_ga_exporter::{daemon, demo, loadgen, report, timeutil};
 
 #[derive(Parser)]
 #[command(version, about = "Decides from Kafka connector events whether a connector may become GA")]
@@ -24,6 +25,30 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the daemon: consume Kafka, serve /metrics, /api/v1/criteria and /.
+    Run {
+        /// Config file (TOML); CONNECTOR_GA__* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Bootstrap brokers HOST:PORT[,HOST:PORT] (overrides kafka.brokers).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Topic to consume; repeat for several (overrides kafka.topics).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Consumer group id (overrides kafka.group_id).
+        #[arg(long)]
+        group: Option<String>,
+        /// HTTP listen address ADDR:PORT (overrides http.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Snapshot directory (overrides state.dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Discard existing snapshots and start with empty state.
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Compute the report over a file of events (JSON, JSON array or NDJSON).
     Report {
         /// The events file.
@@ -38,6 +63,37 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Produce synthetic connector events to Kafka.
+    Loadgen {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        /// Live events per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Seconds of live traffic.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Days of history produced first (at the profiles' daily volume).
+        #[arg(long, default_value_t = 0)]
+        history_days: u32,
+        /// Events per Kafka message (NDJSON).
+        #[arg(long, default_value_t = 100)]
+        per_message: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Everything in one process: a mock Kafka cluster, synthetic history and
+    /// live traffic, and the daemon on it.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:9795")]
+        listen: String,
+        #[arg(long, default_value_t = 28)]
+        history_days: u32,
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,9 +106,51 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Run {
+            config,
+            brokers,
+            topics,
+            group,
+            listen,
+            state_dir,
+            fresh,
+        } => {
+            let ov = Overrides {
+                brokers,
+                topics,
+                group,
+                listen,
+                state_dir,
+            };
+            let cfg = Config::load(config.as_deref(), &ov)?;
+            init_tracing(cfg.log.format, &cfg.log.level);
+            runtime()?.block_on(daemon::run(
+                cfg,
+                daemon::RunOptions { fresh },
+                daemon::shutdown_signal(),
+            ))?;
+            Ok(())
+        }
         Cmd::Report {
             input,
             config,
@@ -68,13 +166,54 @@ fn real_main() -> anyhow::Result<()> {
                 None => None,
             };
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let wall = chrono::Utc::now().timestamp_micros();
-            let r = report::report_file(&input, &cfg, now, wall, threads)?;
+            let r = report::report_file(&input, &cfg, now, daemon::wall_clock(), threads)?;
             let text = match format {
                 Format::Json => serde_json::to_string_pretty(&r.to_json())? + "\n",
                 Format::Table => r.to_table(&cfg),
             };
             write_stdout(&text)
+        }
+        Cmd::Loadgen {
+            brokers,
+            topic,
+            rate,
+            duration,
+            history_days,
+            per_message,
+            seed,
+        } => {
+            init_tracing(LogFormat::Text, "info");
+            let mut gen = loadgen::Generator::new(loadgen::demo_profiles(), seed);
+            let mut sender = loadgen::Sender::new(&brokers, &topic, per_message)?;
+            if history_days > 0 {
+                let n = loadgen::produce_history(&mut sender, &mut gen, daemon::wall_clock(), history_days, 1.0)?;
+                eprintln!("history: {n} events over {history_days} days");
+            }
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let n = loadgen::produce_live(
+                &mut sender,
+                &mut gen,
+                rate,
+                Some(Duration::from_secs(duration)),
+                daemon::wall_clock,
+                &stop,
+            )?;
+            eprintln!("live: {n} events in {duration} s");
+            Ok(())
+        }
+        Cmd::Demo {
+            listen,
+            history_days,
+            rate,
+        } => {
+            init_tracing(LogFormat::Text, "info,rdkafka=warn");
+            runtime()?.block_on(demo::run(demo::DemoOptions {
+                listen,
+                history_days,
+                rate,
+                state_dir: None,
+            }))?;
+            Ok(())
         }
     }
 }

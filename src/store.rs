@@ -96,6 +96,43 @@ impl Store {
         accepted
     }
 
+    /// Ingests events one message at a time, calling `on_reject(i, reason)`
+    /// for each event `i` the engine turns away (for dead letters).
+    pub fn ingest_each(&self, events: &[Event<'_>], adm: &Admission, mut on_reject: impl FnMut(usize, Reject)) {
+        let n = self.shards.len();
+        let mut current: Option<(usize, MutexGuard<'_, Engine>)> = None;
+        for (i, ev) in events.iter().enumerate() {
+            let shard = state::shard_of(&ev.connector, n);
+            if current.as_ref().map(|c| c.0) != Some(shard) {
+                // Release the previous shard first: holding two could
+                // deadlock against another thread taking them in reverse.
+                drop(current.take());
+                current = Some((shard, self.lock(shard)));
+            }
+            let e = &mut current.as_mut().expect("just set").1;
+            if let Err(r) = e.ingest(ev, adm, &self.params, &self.budget) {
+                on_reject(i, r);
+            }
+        }
+    }
+
+    /// Loads the engines of a snapshot, re-sharding them if the shard count
+    /// changed.
+    pub fn restore(&self, engines: Vec<Engine>) {
+        let n = self.shards.len();
+        for e in engines {
+            for (id, c) in e.connectors {
+                let mut one = Engine {
+                    connectors: std::collections::HashMap::from([(id.clone(), c)]),
+                    max_day: e.max_day,
+                    aged_out: 0,
+                };
+                one.aged_out = 0;
+                self.lock(state::shard_of(&id, n)).merge(&one, &self.params, &self.budget);
+            }
+        }
+    }
+
     /// Ingests one event (tests, small callers).
     pub fn ingest_one(&self, ev: &Event<'_>, adm: &Admission) -> Result<(), Reject> {
         let i = state::shard_of(&ev.connector, self.shards.len());

@@ -1,0 +1,247 @@
+//! Snapshots of the whole state plus the Kafka offset of every partition
+//! whose events it holds, written atomically under the state directory.
+//!
+//! File layout: `CGAS` magic, format version (u32 LE), payload length (u64
+//! LE), CRC-32 of the payload (u32 LE), then the payload (bincode of
+//! [`Snapshot`]). A write goes to `snapshot.tmp`, is fsynced, the current
+//! `snapshot.bin` becomes `snapshot.prev`, the temp file is renamed into
+//! place and the directory fsynced. Loading falls back to `snapshot.prev`
+//! when `snapshot.bin` is missing or damaged, and fails (rather than
+//! starting empty) when state exists but none of it can be read.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::RejectCounts;
+use crate::state::Engine;
+use crate::timeutil::Micros;
+
+const MAGIC: &[u8; 4] = b"CGAS";
+pub const VERSION: u32 = 1;
+const HEADER: usize = 4 + 4 + 8 + 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("snapshot {path} is damaged: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    #[error(
+        "state directory {dir} holds snapshots but none can be read ({why}); \
+         refusing to start empty over them (use --fresh to discard them)"
+    )]
+    Unreadable { dir: PathBuf, why: String },
+    #[error("cannot encode snapshot: {0}")]
+    Encode(String),
+}
+
+/// Everything needed to resume exactly where the snapshot was taken.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub created_at: Micros,
+    /// topic → partition → next offset to read.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// One engine per store shard.
+    pub engines: Vec<Engine>,
+    /// Events read per topic (the `connector_ga_events_total` counter).
+    pub events_total: BTreeMap<String, u64>,
+    pub rejected: RejectCounts,
+}
+
+/// A borrowed view of a snapshot to write (engines stay behind their locks).
+#[derive(Serialize)]
+pub struct SnapshotRef<'a> {
+    pub created_at: Micros,
+    pub offsets: &'a BTreeMap<String, BTreeMap<i32, i64>>,
+    pub engines: Vec<&'a Engine>,
+    pub events_total: &'a BTreeMap<String, u64>,
+    pub rejected: &'a RejectCounts,
+}
+
+pub fn current_path(dir: &Path) -> PathBuf {
+    dir.join("snapshot.bin")
+}
+pub fn previous_path(dir: &Path) -> PathBuf {
+    dir.join("snapshot.prev")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Encodes a snapshot into its file bytes.
+pub fn encode(s: &SnapshotRef<'_>) -> Result<Vec<u8>, CheckpointError> {
+    let payload = bincode::serde::encode_to_vec(s, bincode::config::standard())
+        .map_err(|e| CheckpointError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes file bytes, checking magic, version, length and checksum.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, CheckpointError> {
+    let bad = |why: &str| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        return Err(bad("not a snapshot (bad magic or too short)"));
+    }
+    let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(bad(&format!("format version {version}, this build reads {VERSION}")));
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    let payload = &bytes[HEADER..];
+    if payload.len() != len {
+        return Err(bad(&format!("truncated: {} of {len} payload bytes", payload.len())));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let (snap, _) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map_err(|e| bad(&format!("cannot decode: {e}")))?;
+    Ok(snap)
+}
+
+/// Writes a snapshot atomically; the previous one is kept as `snapshot.prev`.
+pub fn save(dir: &Path, s: &SnapshotRef<'_>) -> Result<u64, CheckpointError> {
+    let bytes = encode(s)?;
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join("snapshot.tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    let cur = current_path(dir);
+    if cur.exists() {
+        fs::rename(&cur, previous_path(dir)).map_err(io(&cur))?;
+    }
+    fs::rename(&tmp, &cur).map_err(io(&cur))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Loads the newest readable snapshot: `Ok(None)` when the directory holds
+/// none, an error when it holds some but none can be read.
+pub fn load(dir: &Path) -> Result<Option<(Snapshot, PathBuf)>, CheckpointError> {
+    let mut why = Vec::new();
+    let mut any = false;
+    for p in [current_path(dir), previous_path(dir)] {
+        let bytes = match fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&p)(e)),
+        };
+        any = true;
+        match decode(&bytes, &p) {
+            Ok(s) => {
+                if !why.is_empty() {
+                    tracing::warn!(fallback = %p.display(), problems = ?why, "newest snapshot unreadable, using the previous one");
+                }
+                return Ok(Some((s, p)));
+            }
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    if any {
+        return Err(CheckpointError::Unreadable {
+            dir: dir.to_path_buf(),
+            why: why.join("; "),
+        });
+    }
+    Ok(None)
+}
+
+/// Removes every snapshot (`--fresh`).
+pub fn discard(dir: &Path) -> Result<(), CheckpointError> {
+    for p in [current_path(dir), previous_path(dir)] {
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap_ref<'a>(
+        offsets: &'a BTreeMap<String, BTreeMap<i32, i64>>,
+        engines: Vec<&'a Engine>,
+        totals: &'a BTreeMap<String, u64>,
+        rejected: &'a RejectCounts,
+    ) -> SnapshotRef<'a> {
+        SnapshotRef {
+            created_at: 7,
+            offsets,
+            engines,
+            events_total: totals,
+            rejected,
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut offsets = BTreeMap::new();
+        offsets.insert("t".to_string(), BTreeMap::from([(0, 42i64)]));
+        let e = Engine::default();
+        let totals = BTreeMap::from([("t".to_string(), 5u64)]);
+        let rej = RejectCounts::default();
+        save(dir.path(), &snap_ref(&offsets, vec![&e], &totals, &rej)).unwrap();
+        offsets.get_mut("t").unwrap().insert(0, 50);
+        save(dir.path(), &snap_ref(&offsets, vec![&e], &totals, &rej)).unwrap();
+        let (s, p) = load(dir.path()).unwrap().unwrap();
+        assert_eq!(s.offsets["t"][&0], 50);
+        assert_eq!(p, current_path(dir.path()));
+
+        // Truncate the newest: the previous one is used.
+        let cur = current_path(dir.path());
+        let b = fs::read(&cur).unwrap();
+        fs::write(&cur, &b[..b.len() - 3]).unwrap();
+        let (s, p) = load(dir.path()).unwrap().unwrap();
+        assert_eq!(s.offsets["t"][&0], 42);
+        assert_eq!(p, previous_path(dir.path()));
+
+        // Corrupt both: a clear error, never an empty start.
+        let prev = previous_path(dir.path());
+        let mut b = fs::read(&prev).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        fs::write(&prev, &b).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("refusing to start empty"), "{err}");
+        assert!(err.contains("checksum mismatch") && err.contains("truncated"), "{err}");
+
+        discard(dir.path()).unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn empty_dir_is_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+    }
+}

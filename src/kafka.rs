@@ -1,0 +1,421 @@
+//! Kafka in: the consumer group, batched decoding on every core, offsets
+//! stored only once their events are in a snapshot, dead letters, lag.
+//!
+//! Exactly-once, the way it works: the consumer thread alone changes state.
+//! It polls a batch, decodes it (on `workers` threads), ingests it, and
+//! notes each partition's next offset in memory. Every
+//! `checkpoint_interval_seconds`, on partition revocation and on shutdown it
+//! writes a snapshot holding the state *and* those offsets, and only then
+//! stores the offsets for Kafka's auto-commit. On start and on every
+//! assignment, partitions found in the snapshot resume at the snapshot's
+//! offset, set in the assignment itself (no seek after assign): events after
+//! the snapshot are read again and counted once, events before it never
+//! again. Partitions not in the snapshot start at the committed offset.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use crate::checkpoint::{self, SnapshotRef};
+use crate::daemon::{wall_clock, Shared};
+use crate::event::{self, Event, Reject, RejectCounts};
+use crate::state::Admission;
+use crate::timeutil::{day_of, Micros};
+
+/// Most messages handled in one batch.
+const MAX_BATCH: usize = 4096;
+/// Below this many messages a batch is decoded on the consumer thread alone.
+const PARALLEL_MIN: usize = 32;
+
+pub type Offsets = BTreeMap<String, BTreeMap<i32, i64>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("config key `kafka.properties`: {0}")]
+    Client(KafkaError),
+    #[error("config key `kafka.topics`: cannot subscribe: {0}")]
+    Subscribe(KafkaError),
+}
+
+/// The librdkafka settings of the consumer (and of the dead-letter
+/// producer, minus the consumer-only keys).
+pub fn client_config(shared: &Shared, consumer: bool) -> ClientConfig {
+    let k = &shared.cfg.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    c.set("statistics.interval.ms", "5000");
+    if consumer {
+        c.set("group.id", &k.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        if let Some(id) = &k.group_instance_id {
+            c.set("group.instance.id", id);
+        }
+    } else {
+        c.set("linger.ms", "5").set("compression.type", "lz4");
+    }
+    for (key, v) in &k.properties {
+        c.set(key, v);
+    }
+    c
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// topic → partition → next offset whose events are not in state.
+    offsets: Mutex<Offsets>,
+    dlq: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
+    /// Bumped on every revocation: a batch polled across one is filtered.
+    generation: AtomicU64,
+    workers: usize,
+}
+
+/// The librdkafka callbacks: rebalances, statistics, errors.
+pub struct Ctx {
+    inner: Arc<Inner>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        let m = &self.inner.shared.metrics;
+        let up = s.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+        m.kafka_connected.set(up as i64);
+        let offsets = self.inner.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, t) in &s.topics {
+            for (p, ps) in &t.partitions {
+                if *p < 0 || ps.hi_offset < 0 {
+                    continue;
+                }
+                if let Some(next) = offsets.get(topic).and_then(|o| o.get(p)) {
+                    m.consumer_lag
+                        .with_label_values(&[topic.as_str(), &p.to_string()])
+                        .set((ps.hi_offset - next).max(0));
+                } else if ps.consumer_lag >= 0 {
+                    m.consumer_lag
+                        .with_label_values(&[topic.as_str(), &p.to_string()])
+                        .set(ps.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+            self.inner.shared.metrics.kafka_connected.set(0);
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                {
+                    let offsets = self.inner.offsets.lock().unwrap_or_else(|e| e.into_inner());
+                    let parts: Vec<(String, i32)> = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_string(), e.partition()))
+                        .collect();
+                    for (t, p) in parts {
+                        if let Some(o) = offsets.get(&t).and_then(|m| m.get(&p)) {
+                            // Resume exactly after the snapshot's events.
+                            let _ = tpl.set_partition_offset(&t, p, Offset::Offset(*o));
+                        }
+                    }
+                }
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                let r = if cooperative { c.incremental_assign(tpl) } else { c.assign(tpl) };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "assign failed");
+                }
+                self.inner.shared.assigned.store(true, Ordering::Release);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked: writing a snapshot");
+                self.inner.generation.fetch_add(1, Ordering::AcqRel);
+                if let Err(e) = checkpoint_now(&self.inner, c) {
+                    tracing::error!(error = %e, "snapshot on revocation failed");
+                }
+                for e in tpl.elements() {
+                    let _ = self
+                        .inner
+                        .shared
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[e.topic(), &e.partition().to_string()]);
+                }
+                let r = if cooperative { c.incremental_unassign(tpl) } else { c.unassign() };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                let _ = c.unassign();
+            }
+        }
+    }
+}
+
+/// Writes a snapshot (state + offsets), then stores the offsets of the
+/// partitions still assigned so auto-commit can commit them.
+fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>) -> Result<(), String> {
+    let shared = &inner.shared;
+    if let Some((p, _)) = &inner.dlq {
+        // Dead letters are durable before the offsets of their events move.
+        p.flush(Duration::from_secs(5)).map_err(|e| format!("dead-letter flush: {e}"))?;
+    }
+    let offsets = inner.offsets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let events_total: BTreeMap<String, u64> = shared
+        .cfg
+        .kafka
+        .topics
+        .iter()
+        .map(|t| (t.clone(), shared.metrics.events_total.with_label_values(&[t.as_str()]).get()))
+        .collect();
+    let rejected = shared.metrics.rejected();
+    let now = wall_clock();
+    let started = Instant::now();
+    let bytes = {
+        let guards: Vec<_> = (0..shared.store.shard_count()).map(|i| shared.store.lock(i)).collect();
+        let snap = SnapshotRef {
+            created_at: now,
+            offsets: &offsets,
+            engines: guards.iter().map(|g| &**g).collect(),
+            events_total: &events_total,
+            rejected: &rejected,
+        };
+        checkpoint::save(&shared.cfg.state.dir, &snap).map_err(|e| e.to_string())?
+    };
+    shared.metrics.last_checkpoint.set(now as f64 / 1e6);
+    tracing::debug!(bytes, ms = started.elapsed().as_millis() as u64, "snapshot written");
+    let assigned = c.assignment().map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for e in assigned.elements() {
+        if let Some(o) = offsets.get(e.topic()).and_then(|m| m.get(&e.partition())) {
+            let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(*o));
+        }
+    }
+    if tpl.count() > 0 {
+        c.store_offsets(&tpl).map_err(|e| format!("store offsets: {e}"))?;
+    }
+    Ok(())
+}
+
+pub struct Consumer {
+    consumer: BaseConsumer<Ctx>,
+    inner: Arc<Inner>,
+}
+
+impl Consumer {
+    pub fn new(shared: Arc<Shared>, offsets: Offsets) -> Result<Consumer, KafkaSetupError> {
+        let dlq = match &shared.cfg.kafka.dead_letter_topic {
+            Some(t) if !t.is_empty() => {
+                let p: ThreadedProducer<DefaultProducerContext> = client_config(&shared, false)
+                    .create()
+                    .map_err(KafkaSetupError::Client)?;
+                Some((p, t.clone()))
+            }
+            _ => None,
+        };
+        let workers = match shared.cfg.kafka.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let inner = Arc::new(Inner {
+            shared: Arc::clone(&shared),
+            offsets: Mutex::new(offsets),
+            dlq,
+            generation: AtomicU64::new(0),
+            workers,
+        });
+        let consumer: BaseConsumer<Ctx> = client_config(&shared, true)
+            .create_with_context(Ctx {
+                inner: Arc::clone(&inner),
+            })
+            .map_err(KafkaSetupError::Client)?;
+        let topics: Vec<&str> = shared.cfg.kafka.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(KafkaSetupError::Subscribe)?;
+        Ok(Consumer { consumer, inner })
+    }
+
+    /// The poll loop; returns after `shared.stop` is set and the final
+    /// snapshot is written and committed.
+    pub fn run(self) -> Result<(), String> {
+        let shared = Arc::clone(&self.inner.shared);
+        let interval = Duration::from_secs(shared.cfg.state.checkpoint_interval_seconds);
+        let mut last = Instant::now();
+        while !shared.stop.load(Ordering::Acquire) {
+            let generation = self.inner.generation.load(Ordering::Acquire);
+            let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+            let mut timeout = Duration::from_millis(100);
+            while batch.len() < MAX_BATCH {
+                match self.consumer.poll(timeout) {
+                    Some(Ok(m)) => batch.push(m),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "poll error");
+                        break;
+                    }
+                    None => break,
+                }
+                timeout = Duration::ZERO;
+            }
+            if self.inner.generation.load(Ordering::Acquire) != generation && !batch.is_empty() {
+                // A revocation happened mid-batch: keep only what we still own.
+                if let Ok(a) = self.consumer.assignment() {
+                    let owned = a.to_topic_map();
+                    batch.retain(|m| owned.contains_key(&(m.topic().to_string(), m.partition())));
+                }
+            }
+            if !batch.is_empty() {
+                self.process(&batch);
+                let mut offsets = self.inner.offsets.lock().unwrap_or_else(|e| e.into_inner());
+                for m in &batch {
+                    let e = offsets
+                        .entry(m.topic().to_string())
+                        .or_default()
+                        .entry(m.partition())
+                        .or_insert(0);
+                    *e = (*e).max(m.offset() + 1);
+                }
+            }
+            drop(batch);
+            if last.elapsed() >= interval {
+                shared.store.prune(wall_clock());
+                if let Err(e) = checkpoint_now(&self.inner, &self.consumer) {
+                    tracing::error!(error = %e, "snapshot failed; offsets not advanced");
+                }
+                last = Instant::now();
+            }
+        }
+        checkpoint_now(&self.inner, &self.consumer)?;
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored yet (KafkaError NoOffset) is not a failure.
+            tracing::debug!(error = %e, "final commit");
+        }
+        tracing::info!("consumer drained");
+        Ok(())
+    }
+
+    /// Decodes and ingests a batch, on several threads when it is large.
+    fn process(&self, batch: &[BorrowedMessage<'_>]) {
+        let cfg = &self.inner.shared.cfg;
+        let now = wall_clock();
+        let adm = Admission {
+            min_day: Some(day_of(now) - cfg.criteria.retention_days as i32 + 1),
+            max_ts: Some(now + cfg.criteria.max_future_skew_seconds as Micros * 1_000_000),
+            cutoff: None,
+        };
+        let workers = self.inner.workers.min(batch.len().div_ceil(PARALLEL_MIN)).max(1);
+        if workers == 1 {
+            process_slice(&self.inner, batch, &adm);
+            return;
+        }
+        let per = batch.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            for chunk in batch.chunks(per) {
+                let inner = &self.inner;
+                let adm = &adm;
+                s.spawn(move || process_slice(inner, chunk, adm));
+            }
+        });
+    }
+}
+
+fn process_slice(inner: &Inner, msgs: &[BorrowedMessage<'_>], adm: &Admission) {
+    let shared = &inner.shared;
+    let mut rejected = RejectCounts::default();
+    let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+    for m in msgs {
+        let payload = m.payload().unwrap_or(&[]);
+        let mut events: Vec<Event<'_>> = Vec::new();
+        let mut sources: Vec<(&[u8], Option<usize>)> = Vec::new();
+        let n = event::decode_payload_raw(payload, |r, raw, idx| match r {
+            Ok(ev) => {
+                events.push(ev);
+                sources.push((raw, idx));
+            }
+            Err(reason) => {
+                rejected.add(reason, 1);
+                dead_letter(inner, m, raw, idx, reason);
+            }
+        });
+        shared.store.ingest_each(&events, adm, |i, reason| {
+            rejected.add(reason, 1);
+            dead_letter(inner, m, sources[i].0, sources[i].1, reason);
+        });
+        *per_topic.entry(m.topic()).or_default() += n;
+    }
+    for (t, n) in per_topic {
+        shared.metrics.events_total.with_label_values(&[t]).inc_by(n);
+    }
+    for r in Reject::ALL {
+        let n = rejected.get(r);
+        if n > 0 {
+            shared.metrics.rejected_total.with_label_values(&[r.as_str()]).inc_by(n);
+        }
+    }
+}
+
+/// Copies a rejected event's source bytes to the dead-letter topic, with
+/// `reason`, the source topic/partition/offset and (inside an array) the
+/// event's index as headers.
+fn dead_letter(inner: &Inner, m: &BorrowedMessage<'_>, raw: &[u8], idx: Option<usize>, reason: Reject) {
+    let Some((p, topic)) = &inner.dlq else { return };
+    let offset = m.offset().to_string();
+    let partition = m.partition().to_string();
+    let index = idx.map(|i| i.to_string());
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "reason",
+            value: Some(reason.as_str()),
+        })
+        .insert(Header {
+            key: "source_topic",
+            value: Some(m.topic()),
+        })
+        .insert(Header {
+            key: "source_partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "source_offset",
+            value: Some(offset.as_str()),
+        });
+    if let Some(i) = &index {
+        headers = headers.insert(Header {
+            key: "index",
+            value: Some(i.as_str()),
+        });
+    }
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(raw).headers(headers);
+    for _ in 0..50 {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "dead-letter send failed");
+                return;
+            }
+        }
+    }
+    tracing::warn!("dead-letter queue full; copy dropped");
+}
