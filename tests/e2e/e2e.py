@@ -415,6 +415,15 @@ def check_prom(prom, expected_file, secs):
             if vals != [float(exp["requests"]["shared_good/all"])]:
                 problems.append(f'sum(connector_requests_total{{connector="shared_good"}}) = {vals}, '
                                 f'expected {exp["requests"]["shared_good/all"]}')
+            # "1 on the current status, 0 on the others": all four statuses per scope.
+            res = prom_query(prom, "count by (connector, cloud) (connector_ga_status)")
+            for r in res:
+                if float(r["value"][1]) != 4:
+                    problems.append(f"connector_ga_status has {r['value'][1]} series for {r['metric']}, expected 4")
+            # Counters carry real clouds only.
+            res = prom_query(prom, '{__name__=~"connector_(requests|throttled|failures)_total", cloud="all"}')
+            if res:
+                problems.append(f"counters with cloud=\"all\": {[r['metric'] for r in res][:3]}")
             res = prom_query(prom, 'connector_ga_criterion_met{connector="shared_small",cloud="all",criterion="availability"}')
             if res:
                 problems.append(f"connector_ga_criterion_met for undecided shared_small availability is present: {res}")
