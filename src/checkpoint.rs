@@ -103,13 +103,18 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, CheckpointError> {
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if version != VERSION {
-        return Err(bad(&format!("format version {version}, this build reads {VERSION}")));
+        return Err(bad(&format!(
+            "format version {version}, this build reads {VERSION}"
+        )));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
     let payload = &bytes[HEADER..];
     if payload.len() != len {
-        return Err(bad(&format!("truncated: {} of {len} payload bytes", payload.len())));
+        return Err(bad(&format!(
+            "truncated: {} of {len} payload bytes",
+            payload.len()
+        )));
     }
     if crc32fast::hash(payload) != crc {
         return Err(bad("checksum mismatch"));
@@ -233,7 +238,10 @@ mod tests {
         fs::write(&prev, &b).unwrap();
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("refusing to start empty"), "{err}");
-        assert!(err.contains("checksum mismatch") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("checksum mismatch") && err.contains("truncated"),
+            "{err}"
+        );
 
         discard(dir.path()).unwrap();
         assert!(load(dir.path()).unwrap().is_none());

@@ -423,7 +423,10 @@ impl Config {
             ));
         }
         if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.is_empty()) {
-            return Err(key_err("kafka.topics", "needs at least one non-empty topic"));
+            return Err(key_err(
+                "kafka.topics",
+                "needs at least one non-empty topic",
+            ));
         }
         if self.kafka.brokers.trim().is_empty() {
             return Err(key_err("kafka.brokers", "is empty"));
@@ -486,7 +489,12 @@ mod tests {
         assert_eq!(k.retention_days, 35);
         assert_eq!(
             c.windows(),
-            vec![Window::Hours(1), Window::Days(1), Window::Days(7), Window::Days(30)]
+            vec![
+                Window::Hours(1),
+                Window::Days(1),
+                Window::Days(7),
+                Window::Days(30)
+            ]
         );
     }
 
@@ -528,10 +536,20 @@ preview_since = 2026-03-01
     fn env_overrides_file_and_flags_override_env() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[kafka]\nbrokers = \"file:1\"\ngroup_id = \"g\"\n[criteria]\nwindow_days = 30\n").unwrap();
+        std::fs::write(
+            &p,
+            "[kafka]\nbrokers = \"file:1\"\ngroup_id = \"g\"\n[criteria]\nwindow_days = 30\n",
+        )
+        .unwrap();
         let env = vec![
-            ("CONNECTOR_GA__KAFKA__BROKERS".to_string(), "env:2".to_string()),
-            ("CONNECTOR_GA__CRITERIA__MIN_ELIGIBLE_REQUESTS".to_string(), "5".to_string()),
+            (
+                "CONNECTOR_GA__KAFKA__BROKERS".to_string(),
+                "env:2".to_string(),
+            ),
+            (
+                "CONNECTOR_GA__CRITERIA__MIN_ELIGIBLE_REQUESTS".to_string(),
+                "5".to_string(),
+            ),
             ("CONNECTOR_GA__KAFKA__TOPICS".to_string(), "a,b".to_string()),
         ];
         let c = Config::load_with_env(Some(&p), &Overrides::default(), env.clone()).unwrap();

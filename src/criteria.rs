@@ -47,7 +47,12 @@ pub struct WindowMeasures {
 }
 
 /// Measures one window over the states of a scope (one cloud, or all).
-pub fn measure_window(states: &[&ScopeState], w: Window, now: Micros, cfg: &Config) -> WindowMeasures {
+pub fn measure_window(
+    states: &[&ScopeState],
+    w: Window,
+    now: Micros,
+    cfg: &Config,
+) -> WindowMeasures {
     let mut counts = Counts::default();
     for s in states {
         for b in state::window_buckets(s, w, now) {
@@ -73,7 +78,11 @@ pub fn measure_window(states: &[&ScopeState], w: Window, now: Micros, cfg: &Conf
     }
     WindowMeasures {
         window: w,
-        availability: availability(counts.connector_failures, counts.eligible(), counts.backend_failures),
+        availability: availability(
+            counts.connector_failures,
+            counts.eligible(),
+            counts.backend_failures,
+        ),
         success_rate: success_rate(&counts, cfg.criteria.success_rate_formula),
         slo: (active > 0).then(|| meeting as f64 / active as f64),
         counts,
@@ -187,7 +196,10 @@ impl Criteria {
             ("success_rate", self.success_rate),
             ("support_model", Some(self.support_model)),
             ("weekly_active_users", Some(self.weekly_active_users)),
-            ("monthly_active_connections", Some(self.monthly_active_connections)),
+            (
+                "monthly_active_connections",
+                Some(self.monthly_active_connections),
+            ),
             ("exception", self.exception),
         ]
     }
@@ -201,7 +213,12 @@ pub struct Verdict {
 }
 
 /// The verdict of SPEC §6 for one scope's measures at `now`.
-pub fn verdict(m: &ScopeMeasures, attested: Option<&ConnectorConfig>, now: Micros, cfg: &Config) -> Verdict {
+pub fn verdict(
+    m: &ScopeMeasures,
+    attested: Option<&ConnectorConfig>,
+    now: Micros,
+    cfg: &Config,
+) -> Verdict {
     let k = &cfg.criteria;
     let w = m.criteria();
     let enough = w.counts.eligible() >= k.min_eligible_requests;
@@ -213,7 +230,10 @@ pub fn verdict(m: &ScopeMeasures, attested: Option<&ConnectorConfig>, now: Micro
     let exception_success = decide(w.success_rate, &|s| s >= k.exception_success_rate);
     let backend = attested.is_some_and(|a| a.backend_in_production);
     let support = attested.is_some_and(|a| a.support_model_attested);
-    let wau = m.weekly_active_users.iter().all(|&u| u >= k.weekly_active_users);
+    let wau = m
+        .weekly_active_users
+        .iter()
+        .all(|&u| u >= k.weekly_active_users);
     let mac = m.monthly_active_connections >= k.monthly_active_connections;
 
     let in_preview_long_enough = attested
@@ -221,7 +241,9 @@ pub fn verdict(m: &ScopeMeasures, attested: Option<&ConnectorConfig>, now: Micro
         .and_then(|since| crate::timeutil::add_months_clamped(since, k.exception_preview_months))
         .is_some_and(|due: NaiveDate| date_of_day(day_of(now)) >= due);
     let exception = match (availability, slo, exception_success) {
-        (Some(a), Some(s), Some(sr)) => Some(in_preview_long_enough && backend && support && a && s && sr),
+        (Some(a), Some(s), Some(sr)) => {
+            Some(in_preview_long_enough && backend && support && a && s && sr)
+        }
         _ => None,
     };
     let status = match (availability, slo, success_rate) {
@@ -277,6 +299,9 @@ mod tests {
         };
         assert_eq!(success_rate(&c, SuccessRateFormula::Ga), Some(0.7));
         assert_eq!(success_rate(&c, SuccessRateFormula::Isv), Some(0.4));
-        assert_eq!(success_rate(&Counts::default(), SuccessRateFormula::Ga), None);
+        assert_eq!(
+            success_rate(&Counts::default(), SuccessRateFormula::Ga),
+            None
+        );
     }
 }

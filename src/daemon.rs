@@ -58,7 +58,10 @@ impl SelfMetrics {
         )
         .expect("valid metric");
         let rejected_total = IntCounterVec::new(
-            Opts::new("connector_ga_events_rejected_total", "Rejected events by reason."),
+            Opts::new(
+                "connector_ga_events_rejected_total",
+                "Rejected events by reason.",
+            ),
             &["reason"],
         )
         .expect("valid metric");
@@ -85,7 +88,9 @@ impl SelfMetrics {
             &["version"],
         )
         .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for t in topics {
             events_total.with_label_values(&[t.as_str()]);
         }
@@ -116,7 +121,12 @@ impl SelfMetrics {
     pub fn rejected(&self) -> RejectCounts {
         let mut r = RejectCounts::default();
         for reason in Reject::ALL {
-            r.add(reason, self.rejected_total.with_label_values(&[reason.as_str()]).get());
+            r.add(
+                reason,
+                self.rejected_total
+                    .with_label_values(&[reason.as_str()])
+                    .get(),
+            );
         }
         r
     }
@@ -151,7 +161,12 @@ impl Shared {
 
     /// The report at the wall clock.
     pub fn report_now(&self) -> Report {
-        Report::build(&self.store, &self.cfg, wall_clock(), self.metrics.rejected())
+        Report::build(
+            &self.store,
+            &self.cfg,
+            wall_clock(),
+            self.metrics.rejected(),
+        )
     }
 }
 
@@ -239,15 +254,26 @@ pub async fn run(
 fn restore(shared: &Shared, snap: checkpoint::Snapshot) {
     shared.store.restore(snap.engines);
     for (topic, n) in &snap.events_total {
-        shared.metrics.events_total.with_label_values(&[topic.as_str()]).inc_by(*n);
+        shared
+            .metrics
+            .events_total
+            .with_label_values(&[topic.as_str()])
+            .inc_by(*n);
     }
     for r in Reject::ALL {
         let n = snap.rejected.get(r);
         if n > 0 {
-            shared.metrics.rejected_total.with_label_values(&[r.as_str()]).inc_by(n);
+            shared
+                .metrics
+                .rejected_total
+                .with_label_values(&[r.as_str()])
+                .inc_by(n);
         }
     }
-    shared.metrics.last_checkpoint.set(snap.created_at as f64 / 1e6);
+    shared
+        .metrics
+        .last_checkpoint
+        .set(snap.created_at as f64 / 1e6);
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -41,9 +41,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let mock = MockCluster::new(1)?;
     mock.create_topic(TOPIC, 8, 1)?;
     let brokers = mock.bootstrap_servers();
-    let state_dir = opts
-        .state_dir
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("connector-ga-demo-{}", std::process::id())));
+    let state_dir = opts.state_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("connector-ga-demo-{}", std::process::id()))
+    });
     let mut cfg = Config::from_toml(include_str!("../config/demo.toml"))?;
     let ov = Overrides {
         brokers: Some(brokers.clone()),
@@ -61,7 +61,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let mut gen = Generator::new(loadgen::demo_profiles(), 42);
     let mut sender = Sender::new(&brokers, TOPIC, 200)?;
     let n = loadgen::produce_history(&mut sender, &mut gen, wall_clock(), opts.history_days, 1.0)?;
-    tracing::info!(events = n, days = opts.history_days, "history loaded into the mock cluster");
+    tracing::info!(
+        events = n,
+        days = opts.history_days,
+        "history loaded into the mock cluster"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let live_stop = Arc::clone(&stop);

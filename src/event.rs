@@ -507,26 +507,71 @@ mod tests {
             (r#"{"ts":"2026-11-20T10:00:00Z"}"#, Reject::MissingField),
             (r#"{"ts":1.5,"connector":"x"}"#, Reject::InvalidTimestamp),
             (r#"{"ts":true,"connector":"x"}"#, Reject::InvalidTimestamp),
-            (r#"{"ts":"2026-11-20","connector":"x"}"#, Reject::InvalidTimestamp),
-            (r#"{"ts":"2026-02-30T10:00:00Z","connector":"x"}"#, Reject::InvalidTimestamp),
-            (r#"{"ts":"yesterday","connector":"x"}"#, Reject::InvalidTimestamp),
+            (
+                r#"{"ts":"2026-11-20","connector":"x"}"#,
+                Reject::InvalidTimestamp,
+            ),
+            (
+                r#"{"ts":"2026-02-30T10:00:00Z","connector":"x"}"#,
+                Reject::InvalidTimestamp,
+            ),
+            (
+                r#"{"ts":"yesterday","connector":"x"}"#,
+                Reject::InvalidTimestamp,
+            ),
             (r#"{"ts":1,"connector":"_x"}"#, Reject::InvalidConnector),
             (r#"{"ts":1,"connector":""}"#, Reject::InvalidConnector),
             (r#"{"ts":1,"connector":"a b"}"#, Reject::InvalidConnector),
             (r#"{"ts":1,"connector":7}"#, Reject::InvalidConnector),
-            (r#"{"ts":1,"connector":"x","cloud":"atlantis"}"#, Reject::UnknownCloud),
-            (r#"{"ts":1,"connector":"x","cloud":"PUBLIC"}"#, Reject::UnknownCloud),
-            (r#"{"ts":1,"connector":"x","status":"200"}"#, Reject::InvalidStatus),
-            (r#"{"ts":1,"connector":"x","status":200.0}"#, Reject::InvalidStatus),
-            (r#"{"ts":1,"connector":"x","status":600}"#, Reject::InvalidStatus),
-            (r#"{"ts":1,"connector":"x","status":99}"#, Reject::InvalidStatus),
-            (r#"{"ts":1,"connector":"x","status":-1}"#, Reject::InvalidStatus),
-            (r#"{"ts":1,"connector":"x","fault":"user"}"#, Reject::InvalidFault),
-            (r#"{"ts":1,"connector":"x","fault":1}"#, Reject::InvalidFault),
-            (r#"{"ts":1,"connector":"x","latency_ms":-1}"#, Reject::InvalidLatency),
-            (r#"{"ts":1,"connector":"x","latency_ms":"5"}"#, Reject::InvalidLatency),
+            (
+                r#"{"ts":1,"connector":"x","cloud":"atlantis"}"#,
+                Reject::UnknownCloud,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","cloud":"PUBLIC"}"#,
+                Reject::UnknownCloud,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","status":"200"}"#,
+                Reject::InvalidStatus,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","status":200.0}"#,
+                Reject::InvalidStatus,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","status":600}"#,
+                Reject::InvalidStatus,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","status":99}"#,
+                Reject::InvalidStatus,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","status":-1}"#,
+                Reject::InvalidStatus,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","fault":"user"}"#,
+                Reject::InvalidFault,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","fault":1}"#,
+                Reject::InvalidFault,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","latency_ms":-1}"#,
+                Reject::InvalidLatency,
+            ),
+            (
+                r#"{"ts":1,"connector":"x","latency_ms":"5"}"#,
+                Reject::InvalidLatency,
+            ),
             (r#"{"ts":1,"connector":"x","user":""}"#, Reject::InvalidId),
-            (r#"{"ts":1,"connector":"x","connection":5}"#, Reject::InvalidId),
+            (
+                r#"{"ts":1,"connector":"x","connection":5}"#,
+                Reject::InvalidId,
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(reason(input), *want, "{input}");
@@ -548,7 +593,10 @@ mod tests {
             Reject::UnknownCloud
         );
         // A bad timestamp beats a bad connector.
-        assert_eq!(reason(r#"{"ts":"no","connector":"_"}"#), Reject::InvalidTimestamp);
+        assert_eq!(
+            reason(r#"{"ts":"no","connector":"_"}"#),
+            Reject::InvalidTimestamp
+        );
     }
 
     #[test]
@@ -560,7 +608,12 @@ mod tests {
         assert_eq!(e.cloud, Cloud::Public);
         assert_eq!(e.status, None);
         assert_eq!(e.user, None);
-        assert_eq!(one(r#"{"ts":1,"connector":"x","status":0}"#).unwrap().status, None);
+        assert_eq!(
+            one(r#"{"ts":1,"connector":"x","status":0}"#)
+                .unwrap()
+                .status,
+            None
+        );
     }
 
     #[test]
@@ -571,7 +624,11 @@ mod tests {
         assert_eq!(n, 3);
         assert_eq!(
             got,
-            vec![Ok("a".into()), Err(Reject::MalformedJson), Err(Reject::MissingField)]
+            vec![
+                Ok("a".into()),
+                Err(Reject::MalformedJson),
+                Err(Reject::MissingField)
+            ]
         );
 
         got.clear();

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -112,7 +114,10 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
             self.inner.shared.metrics.kafka_connected.set(0);
         }
         tracing::warn!(%error, reason, "kafka client error");
@@ -139,14 +144,21 @@ impl ConsumerContext for Ctx {
                     }
                 }
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
-                let r = if cooperative { c.incremental_assign(tpl) } else { c.assign(tpl) };
+                let r = if cooperative {
+                    c.incremental_assign(tpl)
+                } else {
+                    c.assign(tpl)
+                };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "assign failed");
                 }
                 self.inner.shared.assigned.store(true, Ordering::Release);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked: writing a snapshot");
+                tracing::info!(
+                    partitions = tpl.count(),
+                    "partitions revoked: writing a snapshot"
+                );
                 self.inner.generation.fetch_add(1, Ordering::AcqRel);
                 if let Err(e) = checkpoint_now(&self.inner, c) {
                     tracing::error!(error = %e, "snapshot on revocation failed");
@@ -159,7 +171,11 @@ impl ConsumerContext for Ctx {
                         .consumer_lag
                         .remove_label_values(&[e.topic(), &e.partition().to_string()]);
                 }
-                let r = if cooperative { c.incremental_unassign(tpl) } else { c.unassign() };
+                let r = if cooperative {
+                    c.incremental_unassign(tpl)
+                } else {
+                    c.unassign()
+                };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "unassign failed");
                 }
@@ -178,21 +194,37 @@ fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>) -> Result<(), String> {
     let shared = &inner.shared;
     if let Some((p, _)) = &inner.dlq {
         // Dead letters are durable before the offsets of their events move.
-        p.flush(Duration::from_secs(5)).map_err(|e| format!("dead-letter flush: {e}"))?;
+        p.flush(Duration::from_secs(5))
+            .map_err(|e| format!("dead-letter flush: {e}"))?;
     }
-    let offsets = inner.offsets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let offsets = inner
+        .offsets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let events_total: BTreeMap<String, u64> = shared
         .cfg
         .kafka
         .topics
         .iter()
-        .map(|t| (t.clone(), shared.metrics.events_total.with_label_values(&[t.as_str()]).get()))
+        .map(|t| {
+            (
+                t.clone(),
+                shared
+                    .metrics
+                    .events_total
+                    .with_label_values(&[t.as_str()])
+                    .get(),
+            )
+        })
         .collect();
     let rejected = shared.metrics.rejected();
     let now = wall_clock();
     let started = Instant::now();
     let bytes = {
-        let guards: Vec<_> = (0..shared.store.shard_count()).map(|i| shared.store.lock(i)).collect();
+        let guards: Vec<_> = (0..shared.store.shard_count())
+            .map(|i| shared.store.lock(i))
+            .collect();
         let snap = SnapshotRef {
             created_at: now,
             offsets: &offsets,
@@ -203,7 +235,11 @@ fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>) -> Result<(), String> {
         checkpoint::save(&shared.cfg.state.dir, &snap).map_err(|e| e.to_string())?
     };
     shared.metrics.last_checkpoint.set(now as f64 / 1e6);
-    tracing::debug!(bytes, ms = started.elapsed().as_millis() as u64, "snapshot written");
+    tracing::debug!(
+        bytes,
+        ms = started.elapsed().as_millis() as u64,
+        "snapshot written"
+    );
     let assigned = c.assignment().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for e in assigned.elements() {
@@ -212,7 +248,8 @@ fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>) -> Result<(), String> {
         }
     }
     if tpl.count() > 0 {
-        c.store_offsets(&tpl).map_err(|e| format!("store offsets: {e}"))?;
+        c.store_offsets(&tpl)
+            .map_err(|e| format!("store offsets: {e}"))?;
     }
     Ok(())
 }
@@ -250,7 +287,9 @@ impl Consumer {
             })
             .map_err(KafkaSetupError::Client)?;
         let topics: Vec<&str> = shared.cfg.kafka.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(KafkaSetupError::Subscribe)?;
+        consumer
+            .subscribe(&topics)
+            .map_err(KafkaSetupError::Subscribe)?;
         Ok(Consumer { consumer, inner })
     }
 
@@ -321,7 +360,11 @@ impl Consumer {
             max_ts: Some(now + cfg.criteria.max_future_skew_seconds as Micros * 1_000_000),
             cutoff: None,
         };
-        let workers = self.inner.workers.min(batch.len().div_ceil(PARALLEL_MIN)).max(1);
+        let workers = self
+            .inner
+            .workers
+            .min(batch.len().div_ceil(PARALLEL_MIN))
+            .max(1);
         if workers == 1 {
             process_slice(&self.inner, batch, &adm);
             return;
@@ -362,12 +405,20 @@ fn process_slice(inner: &Inner, msgs: &[BorrowedMessage<'_>], adm: &Admission) {
         *per_topic.entry(m.topic()).or_default() += n;
     }
     for (t, n) in per_topic {
-        shared.metrics.events_total.with_label_values(&[t]).inc_by(n);
+        shared
+            .metrics
+            .events_total
+            .with_label_values(&[t])
+            .inc_by(n);
     }
     for r in Reject::ALL {
         let n = rejected.get(r);
         if n > 0 {
-            shared.metrics.rejected_total.with_label_values(&[r.as_str()]).inc_by(n);
+            shared
+                .metrics
+                .rejected_total
+                .with_label_values(&[r.as_str()])
+                .inc_by(n);
         }
     }
 }
@@ -375,7 +426,13 @@ fn process_slice(inner: &Inner, msgs: &[BorrowedMessage<'_>], adm: &Admission) {
 /// Copies a rejected event's source bytes to the dead-letter topic, with
 /// `reason`, the source topic/partition/offset and (inside an array) the
 /// event's index as headers.
-fn dead_letter(inner: &Inner, m: &BorrowedMessage<'_>, raw: &[u8], idx: Option<usize>, reason: Reject) {
+fn dead_letter(
+    inner: &Inner,
+    m: &BorrowedMessage<'_>,
+    raw: &[u8],
+    idx: Option<usize>,
+    reason: Reject,
+) {
     let Some((p, topic)) = &inner.dlq else { return };
     let offset = m.offset().to_string();
     let partition = m.partition().to_string();
@@ -403,7 +460,8 @@ fn dead_letter(inner: &Inner, m: &BorrowedMessage<'_>, raw: &[u8], idx: Option<u
             value: Some(i.as_str()),
         });
     }
-    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(raw).headers(headers);
+    let mut record: BaseRecord<'_, [u8], [u8]> =
+        BaseRecord::to(topic).payload(raw).headers(headers);
     for _ in 0..50 {
         match p.send(record) {
             Ok(()) => return,

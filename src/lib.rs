@@ -15,18 +15,18 @@
 //! `demo`. Nothing in the engine imports Kafka or HTTP, and nothing in it
 //! reads a clock: every function takes `now`.
 
+pub mod checkpoint;
 pub mod classify;
 pub mod config;
 pub mod criteria;
+pub mod daemon;
+pub mod demo;
 pub mod event;
+pub mod http;
+pub mod kafka;
+pub mod loadgen;
+pub mod metrics;
 pub mod report;
 pub mod state;
 pub mod store;
 pub mod timeutil;
-pub mod metrics;
-pub mod checkpoint;
-pub mod daemon;
-pub mod http;
-pub mod kafka;
-pub mod demo;
-pub mod loadgen;

@@ -42,7 +42,7 @@ pub fn demo_profiles() -> Vec<Profile> {
             per_day: 4000,
             users: 4000,
             connections: 150,
-            p_connector_fail: 0.00002,
+            p_connector_fail: 0.000002,
             p_backend_fail: 0.002,
             p_client_fail: 0.03,
             p_throttle: 0.01,
@@ -165,7 +165,14 @@ impl Generator {
         } else if x < p.p_connector_fail + p.p_backend_fail + p.p_client_fail {
             (if self.rng.random::<bool>() { 404 } else { 400 }, None)
         } else {
-            (if self.rng.random::<f64>() < 0.9 { 200 } else { 201 }, None)
+            (
+                if self.rng.random::<f64>() < 0.9 {
+                    200
+                } else {
+                    201
+                },
+                None,
+            )
         };
         let lat = self.latency[i].sample(&mut self.rng);
         let _ = write!(
@@ -237,7 +244,8 @@ impl Sender {
             return Ok(());
         }
         let payload = std::mem::take(&mut self.buf);
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).payload(payload.as_bytes());
+        let mut rec: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.topic).payload(payload.as_bytes());
         loop {
             match self.producer.send(rec) {
                 Ok(()) => break,
@@ -294,7 +302,9 @@ pub fn produce_live(
     let started = Instant::now();
     let mut sent = 0u64;
     let tick = Duration::from_millis(100);
-    while duration.is_none_or(|d| started.elapsed() < d) && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while duration.is_none_or(|d| started.elapsed() < d)
+        && !stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
         while sent < due {
             sender.push(gen, clock())?;

@@ -11,7 +11,10 @@ use connector_ga_exporter::config::{Config, LogFormat, Overrides};
 use connector_ga_exporter::{daemon, demo, loadgen, report, timeutil};
 
 #[derive(Parser)]
-#[command(version, about = "Decides from Kafka connector events whether a connector may become GA")]
+#[command(
+    version,
+    about = "Decides from Kafka connector events whether a connector may become GA"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -84,6 +87,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Serve librdkafka's mock Kafka cluster over loopback to other processes
+    /// (tests and benchmarks without a broker); prints its bootstrap address.
+    MockKafka {
+        /// Topics to create, NAME:PARTITIONS (repeatable).
+        #[arg(long = "topic", default_value = "connector-events:8")]
+        topics: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+    },
     /// Everything in one process: a mock Kafka cluster, synthetic history and
     /// live traffic, and the daemon on it.
     Demo {
@@ -109,7 +121,9 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -186,7 +200,13 @@ fn real_main() -> anyhow::Result<()> {
             let mut gen = loadgen::Generator::new(loadgen::demo_profiles(), seed);
             let mut sender = loadgen::Sender::new(&brokers, &topic, per_message)?;
             if history_days > 0 {
-                let n = loadgen::produce_history(&mut sender, &mut gen, daemon::wall_clock(), history_days, 1.0)?;
+                let n = loadgen::produce_history(
+                    &mut sender,
+                    &mut gen,
+                    daemon::wall_clock(),
+                    history_days,
+                    1.0,
+                )?;
                 eprintln!("history: {n} events over {history_days} days");
             }
             let stop = std::sync::atomic::AtomicBool::new(false);
@@ -199,6 +219,21 @@ fn real_main() -> anyhow::Result<()> {
                 &stop,
             )?;
             eprintln!("live: {n} events in {duration} s");
+            Ok(())
+        }
+        Cmd::MockKafka { topics, brokers } => {
+            let mock = rdkafka::mocking::MockCluster::new(brokers)?;
+            for t in &topics {
+                let (name, parts) = t.rsplit_once(':').unwrap_or((t.as_str(), "1"));
+                let parts: i32 = parts
+                    .parse()
+                    .with_context(|| format!("--topic {t:?}: partitions must be a number"))?;
+                mock.create_topic(name, parts, 1)?;
+            }
+            println!("{}", mock.bootstrap_servers());
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            runtime()?.block_on(daemon::shutdown_signal());
             Ok(())
         }
         Cmd::Demo {

@@ -156,7 +156,11 @@ impl Writer {
         for s in real() {
             let t = s.total.as_ref().expect("filtered");
             let (c, cl) = (s.measures.connector.as_str(), s.measures.cloud_label());
-            self.sample("connector_throttled_total", &[("connector", c), ("cloud", cl)], t.throttled as f64);
+            self.sample(
+                "connector_throttled_total",
+                &[("connector", c), ("cloud", cl)],
+                t.throttled as f64,
+            );
         }
         self.family(
             "connector_failures_total",
@@ -205,7 +209,11 @@ impl Writer {
                 for w in &s.measures.windows {
                     if let Some(v) = pick(w) {
                         let label = w.window.label();
-                        self.sample(name, &[("connector", c), ("cloud", cl), ("window", &label)], v);
+                        self.sample(
+                            name,
+                            &[("connector", c), ("cloud", cl), ("window", &label)],
+                            v,
+                        );
                     }
                 }
             }
@@ -224,7 +232,12 @@ impl Writer {
                         let pct = p.to_string();
                         self.sample(
                             "connector_latency_seconds",
-                            &[("connector", c), ("cloud", cl), ("window", &label), ("percentile", &pct)],
+                            &[
+                                ("connector", c),
+                                ("cloud", cl),
+                                ("window", &label),
+                                ("percentile", &pct),
+                            ],
                             ms / 1000.0,
                         );
                     }

@@ -112,7 +112,11 @@ impl Report {
                     m.weekly_active_users[2],
                     mark(Some(c.weekly_active_users))
                 ),
-                format!("{} {}", m.monthly_active_connections, mark(Some(c.monthly_active_connections))),
+                format!(
+                    "{} {}",
+                    m.monthly_active_connections,
+                    mark(Some(c.monthly_active_connections))
+                ),
                 format!(
                     "backend {} support {}",
                     mark(Some(c.backend_in_production)),
@@ -226,7 +230,8 @@ impl<'s> Ingestor<'s> {
         } else {
             event::decode_payload(bytes, &mut sink);
         }
-        self.store.ingest_batch(batch, &self.adm, &mut self.rejected);
+        self.store
+            .ingest_batch(batch, &self.adm, &mut self.rejected);
     }
 }
 
@@ -259,8 +264,10 @@ pub fn report_file(
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(size);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("static template"),
         );
         b
     });

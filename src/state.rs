@@ -185,7 +185,10 @@ impl Latency {
 
 /// Nearest-rank quantiles (SPEC §8) of a set of latency buckets, in ms:
 /// the smallest recorded v with at least ⌈p·n/100⌉ values ≤ v.
-pub fn quantiles<'a>(parts: impl Iterator<Item = &'a Latency> + Clone, pcts: &[u32]) -> Vec<Option<f64>> {
+pub fn quantiles<'a>(
+    parts: impl Iterator<Item = &'a Latency> + Clone,
+    pcts: &[u32],
+) -> Vec<Option<f64>> {
     let n: u64 = parts.clone().map(Latency::len).sum();
     if n == 0 {
         return vec![None; pcts.len()];
@@ -195,7 +198,10 @@ pub fn quantiles<'a>(parts: impl Iterator<Item = &'a Latency> + Clone, pcts: &[u
     if !any_hist && n as usize <= EXACT_QUERY_CAP {
         let mut v: Vec<f64> = parts.flat_map(|l| l.exact.iter().copied()).collect();
         v.sort_by(f64::total_cmp);
-        return pcts.iter().map(|&p| Some(v[(rank(p) - 1) as usize])).collect();
+        return pcts
+            .iter()
+            .map(|&p| Some(v[(rank(p) - 1) as usize]))
+            .collect();
     }
     let mut h = new_hist();
     for l in parts {
@@ -264,7 +270,9 @@ impl Ring {
     }
     /// Buckets whose tag lies in `lo..=hi`.
     pub fn range(&self, lo: i32, hi: i32) -> impl Iterator<Item = &Bucket> + Clone {
-        self.slots.iter().filter(move |b| b.tag != EMPTY && b.tag >= lo && b.tag <= hi)
+        self.slots
+            .iter()
+            .filter(move |b| b.tag != EMPTY && b.tag >= lo && b.tag <= hi)
     }
     fn merge(&mut self, o: &Ring, aged: &mut u64) {
         for ob in o.slots.iter().filter(|b| b.tag != EMPTY) {
@@ -537,7 +545,8 @@ impl ScopeState {
             }
         }
         if let Some(u) = &ev.user {
-            self.users.insert(xxh3_64(u.as_bytes()), day, p.retention_days);
+            self.users
+                .insert(xxh3_64(u.as_bytes()), day, p.retention_days);
         }
         if day > self.max_day || hour > self.max_hour {
             self.prune_conns(day, hour, p);
@@ -645,7 +654,9 @@ pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> Vec<
         let v = if hours { &c.hours } else { &c.days };
         v.iter()
             .filter(|e| e.0 >= lo && e.0 <= hi)
-            .fold((0u64, 0u64), |acc, e| (acc.0 + e.1 as u64, acc.1 + e.2 as u64))
+            .fold((0u64, 0u64), |acc, e| {
+                (acc.0 + e.1 as u64, acc.1 + e.2 as u64)
+            })
     };
     if let [one] = states {
         return one.conns.values().map(sum).filter(|t| t.0 > 0).collect();
@@ -768,10 +779,7 @@ impl Engine {
                 if !budget.claim() {
                     return Err(Reject::SeriesLimit);
                 }
-                let c = self
-                    .connectors
-                    .entry(ev.connector.to_string())
-                    .or_default();
+                let c = self.connectors.entry(ev.connector.to_string()).or_default();
                 c.clouds[ev.cloud.index()] = Some(Box::new(ScopeState::new(p)));
                 c
             }
@@ -800,7 +808,9 @@ impl Engine {
         for (id, oc) in &o.connectors {
             let c = self.connectors.entry(id.clone()).or_default();
             for cloud in Cloud::ALL {
-                let Some(os) = &oc.clouds[cloud.index()] else { continue };
+                let Some(os) = &oc.clouds[cloud.index()] else {
+                    continue;
+                };
                 match &mut c.clouds[cloud.index()] {
                     Some(s) => self.aged_out += s.merge(os, p),
                     slot @ None => {
@@ -934,7 +944,8 @@ mod tests {
             ("2026-11-13T23:59:59Z", "c"),
             ("2026-11-14T00:00:00Z", "c"),
         ] {
-            e.ingest(&ev(ts, Some(u)), &Admission::default(), &p, &b).unwrap();
+            e.ingest(&ev(ts, Some(u)), &Admission::default(), &p, &b)
+                .unwrap();
         }
         let s = e.connectors["c"].clouds[0].as_deref().unwrap();
         let d = day_of(parse_rfc3339("2026-11-20T00:00:00Z").unwrap());
@@ -1014,9 +1025,15 @@ mod tests {
         x.cloud = Cloud::Gcc;
         e.ingest(&x, &Admission::default(), &p, &b).unwrap();
         x.cloud = Cloud::Dod;
-        assert_eq!(e.ingest(&x, &Admission::default(), &p, &b), Err(Reject::SeriesLimit));
+        assert_eq!(
+            e.ingest(&x, &Admission::default(), &p, &b),
+            Err(Reject::SeriesLimit)
+        );
         x.connector = Cow::Borrowed("other");
-        assert_eq!(e.ingest(&x, &Admission::default(), &p, &b), Err(Reject::SeriesLimit));
+        assert_eq!(
+            e.ingest(&x, &Admission::default(), &p, &b),
+            Err(Reject::SeriesLimit)
+        );
         x.connector = Cow::Borrowed("c");
         x.cloud = Cloud::Public;
         assert!(e.ingest(&x, &Admission::default(), &p, &b).is_ok());

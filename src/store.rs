@@ -37,7 +37,9 @@ pub struct Store {
 impl Store {
     pub fn new(n_shards: usize, params: Params, max_series: usize) -> Store {
         Store {
-            shards: (0..n_shards.max(1)).map(|_| Mutex::new(Engine::default())).collect(),
+            shards: (0..n_shards.max(1))
+                .map(|_| Mutex::new(Engine::default()))
+                .collect(),
             params,
             budget: SeriesBudget::new(max_series),
         }
@@ -98,7 +100,12 @@ impl Store {
 
     /// Ingests events one message at a time, calling `on_reject(i, reason)`
     /// for each event `i` the engine turns away (for dead letters).
-    pub fn ingest_each(&self, events: &[Event<'_>], adm: &Admission, mut on_reject: impl FnMut(usize, Reject)) {
+    pub fn ingest_each(
+        &self,
+        events: &[Event<'_>],
+        adm: &Admission,
+        mut on_reject: impl FnMut(usize, Reject),
+    ) {
         let n = self.shards.len();
         let mut current: Option<(usize, MutexGuard<'_, Engine>)> = None;
         for (i, ev) in events.iter().enumerate() {
@@ -128,7 +135,8 @@ impl Store {
                     aged_out: 0,
                 };
                 one.aged_out = 0;
-                self.lock(state::shard_of(&id, n)).merge(&one, &self.params, &self.budget);
+                self.lock(state::shard_of(&id, n))
+                    .merge(&one, &self.params, &self.budget);
             }
         }
     }
@@ -208,6 +216,8 @@ impl Store {
     }
 
     pub fn scope_count(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.lock(i).scope_count()).sum()
+        (0..self.shards.len())
+            .map(|i| self.lock(i).scope_count())
+            .sum()
     }
 }
