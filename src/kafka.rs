@@ -160,8 +160,15 @@ impl ConsumerContext for Ctx {
                     "partitions revoked: writing a snapshot"
                 );
                 self.inner.generation.fetch_add(1, Ordering::AcqRel);
-                if let Err(e) = checkpoint_now(&self.inner, c) {
-                    tracing::error!(error = %e, "snapshot on revocation failed");
+                match checkpoint_now(&self.inner, c) {
+                    // Commit now, not at the next auto-commit: the partitions'
+                    // next owner starts from the committed offsets.
+                    Ok(()) => {
+                        if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
+                            tracing::debug!(error = %e, "commit on revocation");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "snapshot on revocation failed"),
                 }
                 for e in tpl.elements() {
                     let _ = self
