@@ -175,6 +175,7 @@ preview_since = {preview}
     n_lines = len(lines) - 1 + len(arr)  # the array line holds 2 events
     expected = {
         "generated_at": iso(now), "valid": valid, "events_read": n_lines,
+        "topic": "connector-events", "partitions": 3,
         "rejected": EXPECTED_REJECTED, "status": EXPECTED_STATUS,
         "requests": EXPECTED_REQUESTS,
     }
@@ -424,6 +425,18 @@ def check_prom(prom, expected_file, secs):
             res = prom_query(prom, '{__name__=~"connector_(requests|throttled|failures)_total", cloud="all"}')
             if res:
                 problems.append(f"counters with cloud=\"all\": {[r['metric'] for r in res][:3]}")
+            # Every partition of the topic read to its end (librdkafka statistics
+            # come every few seconds, so this may take a few scrapes).
+            res = prom_query(prom, "connector_ga_consumer_lag")
+            lag = {(r["metric"].get("topic"), r["metric"].get("partition")): float(r["value"][1]) for r in res}
+            want = {(exp["topic"], str(p)): 0.0 for p in range(exp["partitions"])}
+            if lag != want:
+                problems.append(f"connector_ga_consumer_lag = {lag}, expected {want}")
+            # A checkpoint has been written, recently.
+            res = prom_query(prom, "time() - connector_ga_last_checkpoint_timestamp_seconds")
+            vals = [float(r["value"][1]) for r in res]
+            if len(vals) != 1 or not 0 <= vals[0] < 120:
+                problems.append(f"time() - connector_ga_last_checkpoint_timestamp_seconds = {vals}, expected one value in [0, 120)")
             res = prom_query(prom, 'connector_ga_criterion_met{connector="shared_small",cloud="all",criterion="availability"}')
             if res:
                 problems.append(f"connector_ga_criterion_met for undecided shared_small availability is present: {res}")
@@ -431,7 +444,8 @@ def check_prom(prom, expected_file, secs):
             problems.append(repr(e))
         if not problems:
             print(f"prometheus: statuses {exp['status']}\n            rejected {exp['rejected']}, "
-                  f"events read {exp['events_read']}")
+                  f"events read {exp['events_read']}, consumer lag 0 on {exp['partitions']} partitions, "
+                  f"checkpoint written")
             return
         time.sleep(1)
     die("prometheus disagrees after %ss:\n  %s" % (secs, "\n  ".join(problems)))

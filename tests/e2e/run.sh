@@ -77,7 +77,7 @@ cleanup() {
     fi
     wait "$pid" 2>/dev/null
   done
-  for f in tansu.log daemon.log prometheus.log chromium.log; do
+  for f in tansu.log daemon-nobroker.log daemon.log prometheus.log chromium.log; do
     [ -f "$work/$f" ] && cp "$work/$f" "$artifacts/"
   done
   if [ "$rc" -ne 0 ]; then
@@ -126,6 +126,27 @@ step "report (no daemon) agrees with the verdicts worked by hand"
   --now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --format json >"$work/report.json"
 "${e2e[@]}" check-hand "$work/expected.json" "$work/report.json"
 ok
+
+# ---------------------------------------------------------------------------
+step "/readyz is 503 while no partition is assigned (no broker); SIGTERM exits 0"
+closed_port="$("${e2e[@]}" free-port)"   # nothing listens there
+nport="$("${e2e[@]}" free-port)"
+mkdir -p "$work/state-nobroker"
+start_bg daemon-nobroker "$work/daemon-nobroker.log" "$bin" run --config "$work/config.toml" \
+  --brokers "127.0.0.1:$closed_port" --topic "$topic" --group "ga-e2e-nobroker-$$" \
+  --listen "127.0.0.1:$nport" --state-dir "$work/state-nobroker"
+nb_pid="${pids[-1]}"
+"${e2e[@]}" wait-ready "http://127.0.0.1:$nport/healthz" 30
+sleep 2
+code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$nport/readyz")"
+[ "$code" = 503 ] || { echo "/readyz answered $code without a broker, expected 503" >&2; exit 1; }
+kill -TERM "$nb_pid"
+for _ in $(seq 100); do alive "$nb_pid" || break; sleep 0.1; done
+! alive "$nb_pid" || { echo "daemon (no broker) still running 10 s after SIGTERM" >&2; exit 1; }
+nb_rc=0
+wait "$nb_pid" || nb_rc=$?
+[ "$nb_rc" -eq 0 ] || { echo "daemon (no broker) exited $nb_rc after SIGTERM" >&2; exit 1; }
+ok "503, then exit 0"
 
 # ---------------------------------------------------------------------------
 step "tansu broker (memory storage) and topic $topic with 3 partitions"
