@@ -26,10 +26,10 @@ const HEADER: usize = 4 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("state directory {path}: {source}")]
+    #[error("state directory {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("snapshot {path} is damaged: {why}")]
     Corrupt { path: PathBuf, why: String },
@@ -73,9 +73,9 @@ pub fn previous_path(dir: &Path) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
+    move |error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -22,10 +22,10 @@ use crate::timeutil::Micros;
 pub enum DaemonError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("config key `http.listen`: cannot listen on {addr}: {source}")]
+    #[error("config key `http.listen`: cannot listen on {addr}: {error}")]
     Listen {
         addr: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSetupError),
@@ -189,9 +189,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let dir = cfg.state.dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
+    std::fs::create_dir_all(&dir).map_err(|error| CheckpointError::Io {
         path: dir.clone(),
-        source,
+        error,
     })?;
     if opts.fresh {
         tracing::warn!(dir = %dir.display(), "--fresh: discarding existing snapshots");
@@ -216,9 +216,9 @@ pub async fn run(
     let addr: SocketAddr = shared.cfg.http.listen.parse().expect("validated by Config");
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| DaemonError::Listen {
+        .map_err(|error| DaemonError::Listen {
             addr: addr.to_string(),
-            source,
+            error,
         })?;
     tracing::info!(%addr, "serving /metrics, /api/v1/criteria, /healthz, /readyz and /");
 

@@ -23,10 +23,10 @@ use crate::timeutil::{self, day_of, Micros};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Input {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -247,7 +247,7 @@ pub fn report_file(
 ) -> Result<Report, ReportError> {
     let io = |e| ReportError::Input {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     };
     let mut file = File::open(path).map_err(io)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
