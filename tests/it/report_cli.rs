@@ -1,0 +1,195 @@
+//! `connector-ga-exporter report` end to end: the binary on files of
+//! `tests/data`, compared key for key with hand-worked expectations.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::{assert_json_eq, data};
+
+const BIN: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
+
+fn report(args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("report").args(args);
+    // The test must not depend on the caller's environment overrides.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CONNECTOR_GA__")) {
+        cmd.env_remove(k);
+    }
+    cmd.output().expect("run the binary")
+}
+
+fn report_json(input: &Path, config: Option<&Path>, now: Option<&str>) -> Value {
+    let mut args: Vec<String> = vec![
+        "--input".into(),
+        input.display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
+    if let Some(c) = config {
+        args.extend(["--config".into(), c.display().to_string()]);
+    }
+    if let Some(n) = now {
+        args.extend(["--now".into(), n.into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = report(&args);
+    assert!(
+        out.status.success(),
+        "report {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report prints JSON")
+}
+
+fn expected(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(data(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn small_example_matches_contract() {
+    let got = report_json(
+        &data("small.ndjson"),
+        Some(&data("small.toml")),
+        Some("2026-11-20T12:00:00Z"),
+    );
+    assert_json_eq(&got, &expected("small.expected.json"));
+}
+
+#[test]
+fn data_copies_match_shared_examples() {
+    // tests/data holds copies so a clone without ../shared still works; when
+    // ../shared is there, the copies must not have drifted from it.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/examples");
+    if !shared.is_dir() {
+        return;
+    }
+    for f in ["small.ndjson", "small.toml", "small.expected.json"] {
+        let a = std::fs::read(shared.join(f)).unwrap();
+        let b = std::fs::read(data(f)).unwrap();
+        assert!(a == b, "tests/data/{f} differs from ../shared/examples/{f}");
+    }
+}
+
+/// isv formula, unattributed origin `backend`, the exception path passing on
+/// the day 6 months are reached, insufficient_data via
+/// min_eligible_requests, events after --now ignored (tests/data/HAND.md).
+#[test]
+fn hand_corpus_ndjson() {
+    let got = report_json(
+        &data("hand.ndjson"),
+        Some(&data("hand.toml")),
+        Some("2026-11-20T12:00:00Z"),
+    );
+    assert_json_eq(&got, &expected("hand.expected.json"));
+}
+
+/// A JSON array file; `now` defaults to the latest valid event.
+#[test]
+fn hand_corpus_json_array_now_defaults_to_latest_event() {
+    let got = report_json(&data("hand_array.json"), Some(&data("hand.toml")), None);
+    assert_json_eq(&got, &expected("hand_array.expected.json"));
+}
+
+/// One pretty-printed object spanning many lines is one event.
+#[test]
+fn hand_corpus_pretty_printed_document() {
+    let got = report_json(&data("hand_pretty.json"), None, None);
+    assert_json_eq(&got, &expected("hand_pretty.expected.json"));
+}
+
+#[test]
+fn missing_input_is_a_one_line_error_naming_the_file() {
+    let missing = data("no-such-file.ndjson");
+    let out = report(&[
+        "--input",
+        missing.to_str().unwrap(),
+        "--now",
+        "2026-11-20T12:00:00Z",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-file.ndjson"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[criteria]\nmin_eligible_requestz = 5\n").unwrap();
+    let out = report(&[
+        "--input",
+        data("small.ndjson").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("min_eligible_requestz"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn table_has_every_scope_and_its_status() {
+    let out = report(&[
+        "--input",
+        data("small.ndjson").to_str().unwrap(),
+        "--config",
+        data("small.toml").to_str().unwrap(),
+        "--now",
+        "2026-11-20T12:00:00Z",
+        "--format",
+        "table",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The five scopes of small.expected.json, every one not_eligible.
+    for (connector, cloud) in [
+        ("shared_demo", "all"),
+        ("shared_demo", "gcc"),
+        ("shared_demo", "public"),
+        ("shared_other", "all"),
+        ("shared_other", "mooncake"),
+    ] {
+        let row = text
+            .lines()
+            .find(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(connector) && w.next() == Some(cloud)
+            })
+            .unwrap_or_else(|| panic!("no row for {connector}/{cloud} in:\n{text}"));
+        assert!(row.contains("not_eligible"), "{row}");
+    }
+    // And the rows come in the report's order.
+    let pos = |s: &str| text.find(s).unwrap();
+    assert!(pos("shared_demo") < pos("shared_other"));
+}
+
+#[test]
+fn table_shows_other_statuses() {
+    let out = report(&[
+        "--input",
+        data("hand.ndjson").to_str().unwrap(),
+        "--config",
+        data("hand.toml").to_str().unwrap(),
+        "--now",
+        "2026-11-20T12:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("shared_")).collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(rows[0].contains("ga_eligible_by_exception"), "{text}");
+    assert!(rows[4].contains("insufficient_data"), "{text}");
+}
