@@ -165,7 +165,10 @@ impl ConsumerContext for Ctx {
                     // next owner starts from the committed offsets.
                     Ok(()) => {
                         if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
-                            tracing::debug!(error = %e, "commit on revocation");
+                            // Some brokers (librdkafka's mock cluster) refuse
+                            // commits once a rebalance is under way: the next
+                            // owner then resumes from the last periodic commit.
+                            tracing::warn!(error = %e, "commit on revocation refused; next owner resumes at the last committed snapshot");
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "snapshot on revocation failed"),
@@ -343,8 +346,16 @@ impl Consumer {
             drop(batch);
             if last.elapsed() >= interval {
                 shared.store.prune(wall_clock());
-                if let Err(e) = checkpoint_now(&self.inner, &self.consumer) {
-                    tracing::error!(error = %e, "snapshot failed; offsets not advanced");
+                match checkpoint_now(&self.inner, &self.consumer) {
+                    // Commit what the snapshot holds now rather than at the
+                    // next auto-commit tick: a partition's next owner (after
+                    // a rebalance) starts from the committed offset.
+                    Ok(()) => {
+                        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                            tracing::debug!(error = %e, "commit after snapshot");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "snapshot failed; offsets not advanced"),
                 }
                 last = Instant::now();
             }

@@ -1,0 +1,609 @@
+//! The daemon binary against librdkafka's in-process mock cluster: produce
+//! events with rdkafka, scrape the real `/metrics` and `/api/v1/criteria`,
+//! compare with values computed by hand from SPEC.md.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn iso(minutes_ago: i64) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    http: reqwest::blocking::Client,
+}
+
+impl Daemon {
+    fn start(
+        brokers: &str,
+        topic: &str,
+        group: &str,
+        config: &Path,
+        state: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "run",
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+        ])
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let d = Daemon {
+            child: cmd.spawn().expect("daemon starts"),
+            port,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        d.wait_for(|d| d.status("/readyz") == Some(200), "readyz 200");
+        d
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn status(&self, path: &str) -> Option<u16> {
+        self.http
+            .get(self.url(path))
+            .send()
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    fn criteria(&self) -> Value {
+        self.http
+            .get(self.url("/api/v1/criteria"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// The value of one sample, labels given in any order.
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_in(&self.metrics(), name, labels)
+    }
+
+    fn wait_for(&self, mut ok: impl FnMut(&Daemon) -> bool, what: &str) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if ok(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn events_total(&self, topic: &str) -> f64 {
+        self.metric("connector_ga_events_total", &[("topic", topic)])
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if n != name {
+            return None;
+        }
+        let have: BTreeMap<&str, &str> = rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        (have == want).then(|| value.parse().unwrap())
+    })
+}
+
+fn producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap()
+}
+
+fn produce(p: &BaseProducer, topic: &str, payloads: &[String]) {
+    for (i, pl) in payloads.iter().enumerate() {
+        let key = i.to_string();
+        p.send(BaseRecord::to(topic).payload(pl.as_str()).key(key.as_str()))
+            .unwrap();
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).expect("producer flush");
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[criteria]\nmin_eligible_requests = 5\n\n[connectors.it_alpha]\nbackend_in_production = true\nsupport_model_attested = true\npreview_since = 2026-01-01\n{extra}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The scenario of `daemon_serves_hand_computed_values`, one JSON line each.
+fn alpha_events() -> Vec<String> {
+    let e = |m: i64, rest: &str| format!(r#"{{"ts":"{}","connector":"it_alpha",{rest}}}"#, iso(m));
+    vec![
+        e(
+            1,
+            r#""status":200,"user":"u1","connection":"k1","latency_ms":10"#,
+        ),
+        e(
+            2,
+            r#""status":200,"user":"u2","connection":"k1","latency_ms":20"#,
+        ),
+        e(
+            3,
+            r#""status":200,"user":"u3","connection":"k1","latency_ms":30"#,
+        ),
+        e(
+            4,
+            r#""status":200,"user":"u1","connection":"k2","latency_ms":40"#,
+        ),
+        e(5, r#""status":200,"user":"u1","connection":"k2""#),
+        e(6, r#""status":200,"user":"u2","connection":"k2""#),
+        e(7, r#""status":429,"user":"u5","connection":"k1""#),
+        e(8, r#""status":429,"user":"u5","connection":"k1""#),
+        e(9, r#""status":500,"connection":"k1""#),
+        e(10, r#""status":503,"fault":"backend","connection":"k2""#),
+        e(11, r#""status":404,"connection":"k2""#),
+        e(
+            12,
+            r#""cloud":"gcc","status":200,"user":"u4","connection":"k3""#,
+        ),
+        e(
+            13,
+            r#""cloud":"gcc","status":204,"user":"u4","connection":"k3""#,
+        ),
+        "{not json".to_string(),
+        e(14, r#""status":"200""#),
+    ]
+}
+
+fn scope<'a>(doc: &'a Value, connector: &str, cloud: &str) -> &'a Value {
+    doc["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["connector"] == connector && s["cloud"] == cloud)
+        .unwrap_or_else(|| panic!("no scope {connector}/{cloud} in {doc}"))
+}
+
+fn close(v: &Value, want: f64) {
+    let got = v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"));
+    assert!((got - want).abs() < 1e-9, "{got} != {want}");
+}
+
+#[test]
+fn daemon_serves_hand_computed_values_and_drains_on_sigterm() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 3, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let state = dir.path().join("state");
+    produce(&producer(&brokers), "ev", &alpha_events());
+
+    let d = Daemon::start(&brokers, "ev", "g1", &cfg, &state, &[]);
+    d.wait_for(|d| d.events_total("ev") == 15.0, "15 events read");
+    let doc = d.criteria();
+
+    // all: 13 valid events, 2 throttled → eligible 11; successes: six 200s
+    // on public + 200 and 204 on gcc = 8; failures: 500 (no fault →
+    // connector), 503 backend, 404 client.
+    let all = scope(&doc, "it_alpha", "all");
+    assert_eq!(all["requests"], 13);
+    assert_eq!(all["throttled"], 2);
+    assert_eq!(all["eligible"], 11);
+    assert_eq!(all["success"], 8);
+    assert_eq!(all["connector_failures"], 1);
+    assert_eq!(all["backend_failures"], 1);
+    assert_eq!(all["client_failures"], 1);
+    // 1 - 1 / (11 - 1)
+    close(&all["availability"], 0.9);
+    close(&all["success_rate"], 8.0 / 11.0);
+    // k1: 3 OK + the 500 → 0.75 misses the bar; k2: 3 OK + 404 (503 is
+    // backend, out) → 1.0; k3: 2 OK → 1.0. 2 of 3.
+    close(&all["slo"], 2.0 / 3.0);
+    assert_eq!(all["active_connections"], 3);
+    // Users u1 u2 u3 u5 on public, u4 on gcc, all within week 0.
+    assert_eq!(all["weekly_active_users"], serde_json::json!([5, 0, 0]));
+    assert_eq!(all["monthly_active_connections"], 3);
+    // Latencies 10, 20, 30, 40: nearest rank p50 = 2nd = 20, p95 = p99 = 40.
+    close(&all["latency_ms"]["p50"], 20.0);
+    close(&all["latency_ms"]["p99"], 40.0);
+    assert_eq!(all["status"], "not_eligible");
+    assert_eq!(all["criteria"]["availability"], false);
+    assert_eq!(all["criteria"]["success_rate"], false);
+    assert_eq!(
+        doc["rejected"],
+        serde_json::json!({"malformed_json": 1, "invalid_status": 1})
+    );
+
+    let public = scope(&doc, "it_alpha", "public");
+    assert_eq!(public["eligible"], 9);
+    close(&public["slo"], 0.5);
+    let gcc = scope(&doc, "it_alpha", "gcc");
+    close(&gcc["availability"], 1.0);
+    // gcc has 2 eligible < min 5 → every measured criterion undecided.
+    assert_eq!(gcc["status"], "insufficient_data");
+    assert_eq!(gcc["criteria"]["availability"], Value::Null);
+
+    let m = d.metrics();
+    let v = |name: &str, labels: &[(&str, &str)]| metric_in(&m, name, labels);
+    let pc = [("connector", "it_alpha"), ("cloud", "public")];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut l = pc.to_vec();
+        l.push(extra);
+        l
+    };
+    assert_eq!(
+        v("connector_requests_total", &with(("class", "2xx"))),
+        Some(6.0)
+    );
+    assert_eq!(
+        v("connector_requests_total", &with(("class", "4xx"))),
+        Some(3.0)
+    );
+    assert_eq!(
+        v("connector_requests_total", &with(("class", "5xx"))),
+        Some(2.0)
+    );
+    assert_eq!(v("connector_throttled_total", &pc), Some(2.0));
+    assert_eq!(
+        v("connector_failures_total", &with(("origin", "connector"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("connector_failures_total", &with(("origin", "backend"))),
+        Some(1.0)
+    );
+    // Counters carry real clouds only.
+    assert_eq!(
+        v(
+            "connector_throttled_total",
+            &[("connector", "it_alpha"), ("cloud", "all")]
+        ),
+        None
+    );
+    let ac = [("connector", "it_alpha"), ("cloud", "all")];
+    let with_all = |extra: (&'static str, &'static str)| {
+        let mut l = ac.to_vec();
+        l.push(extra);
+        l
+    };
+    assert_eq!(
+        v("connector_availability_ratio", &with_all(("window", "30d"))),
+        Some(0.9)
+    );
+    assert_eq!(
+        v(
+            "connector_latency_seconds",
+            &[
+                ("connector", "it_alpha"),
+                ("cloud", "all"),
+                ("window", "30d"),
+                ("percentile", "50")
+            ]
+        ),
+        Some(0.02)
+    );
+    assert_eq!(
+        v("connector_ga_status", &with_all(("status", "not_eligible"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("connector_ga_status", &with_all(("status", "ga_eligible"))),
+        Some(0.0)
+    );
+    assert_eq!(
+        v(
+            "connector_ga_criterion_met",
+            &with_all(("criterion", "backend_in_production"))
+        ),
+        Some(1.0)
+    );
+    // Undecided criteria are absent (gcc: eligible 2 < 5).
+    assert_eq!(
+        v(
+            "connector_ga_criterion_met",
+            &[
+                ("connector", "it_alpha"),
+                ("cloud", "gcc"),
+                ("criterion", "availability")
+            ]
+        ),
+        None
+    );
+    assert_eq!(
+        v(
+            "connector_ga_events_rejected_total",
+            &[("reason", "malformed_json")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("connector_weekly_active_users", &with_all(("week", "0"))),
+        Some(5.0)
+    );
+
+    let st = d.terminate();
+    assert!(st.success(), "exit status {st:?}");
+
+    // Restart on the same state: everything restored, nothing read twice.
+    let d = Daemon::start(&brokers, "ev", "g1", &cfg, &state, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.events_total("ev"), 15.0);
+    let again = d.criteria();
+    let all2 = scope(&again, "it_alpha", "all");
+    for k in [
+        "requests",
+        "throttled",
+        "eligible",
+        "success",
+        "connector_failures",
+        "backend_failures",
+        "client_failures",
+        "active_connections",
+        "weekly_active_users",
+        "monthly_active_connections",
+    ] {
+        assert_eq!(all2[k], all[k], "{k} after restart");
+    }
+    assert_eq!(again["rejected"], doc["rejected"]);
+}
+
+#[test]
+fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 1, 1).unwrap();
+    mock.create_topic("dead", 1, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "\n[kafka]\ndead_letter_topic = \"dead\"\n");
+    let ok = format!(
+        r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
+        iso(1)
+    );
+    let old = r#"{"ts":1000,"connector":"it_alpha","status":200}"#;
+    let payloads = vec![
+        "{broken".to_string(),
+        format!(
+            "{ok}\n{{\"ts\":\"{}\",\"connector\":\"it_alpha\",\"status\":\"x\"}}",
+            iso(1)
+        ),
+        format!("[{ok},{old}]"),
+    ];
+    produce(&producer(&brokers), "ev", &payloads);
+    let d = Daemon::start(&brokers, "ev", "g2", &cfg, &dir.path().join("s"), &[]);
+    d.wait_for(|d| d.events_total("ev") == 5.0, "5 events read");
+    assert_eq!(
+        d.metric(
+            "connector_ga_events_rejected_total",
+            &[("reason", "too_old")]
+        ),
+        Some(1.0)
+    );
+
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["dead"]).unwrap();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 3 && start.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let mut h = BTreeMap::new();
+            if let Some(hs) = m.headers() {
+                for x in hs.iter() {
+                    h.insert(
+                        x.key.to_string(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                    );
+                }
+            }
+            got.push((
+                h,
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
+            ));
+        }
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].0["reason"], "malformed_json");
+    assert_eq!(got[0].1, "{broken");
+    assert_eq!(got[1].0["reason"], "invalid_status");
+    assert!(
+        got[1].1.contains("\"status\":\"x\""),
+        "the rejected line itself: {}",
+        got[1].1
+    );
+    assert!(!got[1].1.contains('\n'));
+    assert_eq!(got[2].0["reason"], "too_old");
+    assert_eq!(got[2].0["index"], "1");
+    assert_eq!(got[2].0["source_topic"], "ev");
+}
+
+#[test]
+fn two_members_of_one_group_count_every_event_once() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 4, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let batch = |from: i64| -> Vec<String> {
+        (0..200)
+            .map(|i| {
+                format!(
+                    r#"{{"ts":"{}","connector":"it_alpha","status":200,"user":"u{i}"}}"#,
+                    iso(from + i % 50)
+                )
+            })
+            .collect()
+    };
+    let p = producer(&brokers);
+    produce(&p, "ev", &batch(0));
+    let fast = [("CONNECTOR_GA__STATE__CHECKPOINT_INTERVAL_SECONDS", "1")];
+    let a = Daemon::start(&brokers, "ev", "g3", &cfg, &dir.path().join("a"), &fast);
+    a.wait_for(|d| d.events_total("ev") == 200.0, "a reads the first 200");
+    // Let a snapshot (and its commit) cover them: the mock cluster refuses
+    // commits during the rebalance itself (see kafka.rs).
+    std::thread::sleep(Duration::from_secs(3));
+    let b = Daemon::start(&brokers, "ev", "g3", &cfg, &dir.path().join("b"), &fast);
+    produce(&p, "ev", &batch(60));
+    let total = |d: &Daemon| {
+        d.metric(
+            "connector_requests_total",
+            &[
+                ("connector", "it_alpha"),
+                ("cloud", "public"),
+                ("class", "2xx"),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    let start = Instant::now();
+    while a.events_total("ev") + b.events_total("ev") < 400.0
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.events_total("ev") + b.events_total("ev"), 400.0);
+    assert_eq!(total(&a) + total(&b), 400.0);
+    assert!(total(&b) > 0.0, "the second member got partitions");
+}
+
+#[test]
+fn broker_outage_loses_nothing() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 2, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let events: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
+                iso(i % 600)
+            )
+        })
+        .collect();
+    produce(&producer(&brokers), "ev", &events[..1500]);
+    let d = Daemon::start(&brokers, "ev", "g4", &cfg, &dir.path().join("s"), &[]);
+    d.wait_for(|d| d.events_total("ev") == 1500.0, "first half read");
+    mock.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // Still alive and still serving its last numbers.
+    assert_eq!(d.status("/healthz"), Some(200));
+    assert_eq!(d.events_total("ev"), 1500.0);
+    mock.broker_up(1).unwrap();
+    produce(&producer(&brokers), "ev", &events[1500..]);
+    d.wait_for(
+        |d| d.events_total("ev") == 3000.0,
+        "all read after the outage",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(d.events_total("ev"), 3000.0);
+    assert_eq!(
+        d.metric(
+            "connector_requests_total",
+            &[
+                ("connector", "it_alpha"),
+                ("cloud", "public"),
+                ("class", "2xx")
+            ]
+        ),
+        Some(3000.0)
+    );
+}
