@@ -23,10 +23,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("config key `http.listen`: cannot listen on {addr}: {error}")]
-    Listen {
-        addr: String,
-        error: std::io::Error,
-    },
+    Listen { addr: String, error: std::io::Error },
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSetupError),
     #[error("the Kafka consumer thread failed: {0}")]
@@ -214,12 +211,13 @@ pub async fn run(
     shared.restored.store(true, Ordering::Release);
 
     let addr: SocketAddr = shared.cfg.http.listen.parse().expect("validated by Config");
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|error| DaemonError::Listen {
-            addr: addr.to_string(),
-            error,
-        })?;
+    let listener =
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| DaemonError::Listen {
+                addr: addr.to_string(),
+                error,
+            })?;
     tracing::info!(%addr, "serving /metrics, /api/v1/criteria, /healthz, /readyz and /");
 
     let consumer = kafka::Consumer::new(Arc::clone(&shared), offsets)?;
