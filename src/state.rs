@@ -823,15 +823,17 @@ impl Engine {
     }
 
     /// Forgets scopes with no events left in `min_day..` (daemon: scopes
-    /// whose traffic stopped more than `retention_days` ago), releasing
-    /// their series budget. Returns how many were dropped.
+    /// whose traffic stopped more than `retention_days` ago; report: also
+    /// scopes whose only events come after `--now`, which do not exist yet
+    /// at `now`, SPEC §5), releasing their series budget. Returns how many
+    /// were dropped.
     pub fn prune(&mut self, min_day: i32, budget: &SeriesBudget) -> usize {
         let mut dropped = 0;
         self.connectors.retain(|_, c| {
             for slot in c.clouds.iter_mut() {
                 if slot
                     .as_ref()
-                    .is_some_and(|s| s.requests_in_days(min_day, i32::MAX) == 0 && s.after_now == 0)
+                    .is_some_and(|s| s.requests_in_days(min_day, i32::MAX) == 0)
                 {
                     *slot = None;
                     dropped += 1;

@@ -109,7 +109,7 @@ fn counts(r: &Report) -> Counts {
     scope(r, "c", "all").measures.criteria().counts.clone()
 }
 
-fn window<'r>(s: &'r ScopeReport, w: Window) -> &'r WindowMeasures {
+fn window(s: &ScopeReport, w: Window) -> &WindowMeasures {
     s.measures
         .windows
         .iter()
@@ -901,4 +901,49 @@ fn latency_nearest_rank() {
         scope(&r, "c", "all").measures.criteria().latency_ms,
         [Some(20.0), Some(3000.0), Some(3000.0)]
     );
+}
+
+/// A scope exists once it has a valid event inside retention (SPEC §5): at
+/// `--now`, a connector whose only events come after `now` does not exist
+/// yet. Regression: such scopes were listed with all-zero measures.
+#[test]
+fn scope_with_only_events_after_now_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ev.ndjson");
+    let lines: Vec<String> = [
+        e("2026-11-20T10:00:00Z", 200).connector("early"),
+        e("2026-11-20T12:00:00Z", 200).connector("at_now"), // ts == now: in
+        e("2026-11-20T12:00:00.000001Z", 200).connector("later"),
+        e("2026-11-21T00:00:00Z", 200)
+            .connector("later")
+            .cloud("gcc"),
+        e("2026-11-21T00:00:00Z", 200)
+            .connector("early")
+            .cloud("gcc"),
+    ]
+    .iter()
+    .map(E::line)
+    .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let cfg = Config::from_toml("").unwrap();
+    let r = report::report_file(&path, &cfg, Some(t(NOW)), t(NOW), 1).unwrap();
+    let scopes: Vec<(String, &str)> = r
+        .scopes
+        .iter()
+        .map(|s| (s.measures.connector.clone(), s.measures.cloud_label()))
+        .collect();
+    let want = [
+        ("at_now", "all"),
+        ("at_now", "public"),
+        ("early", "all"),
+        ("early", "public"),
+    ];
+    assert_eq!(
+        scopes,
+        want.iter()
+            .map(|(c, k)| (c.to_string(), *k))
+            .collect::<Vec<_>>()
+    );
+    // Events after `now` are not rejected either.
+    assert_eq!(r.rejected.total(), 0);
 }
