@@ -76,6 +76,14 @@ EXPECTED_REQUESTS = {
     "shared_small/all": 10, "shared_small/public": 10,
 }
 EXPECTED_REJECTED = {"malformed_json": 3, "unknown_cloud": 2}
+SPEC_METRICS = [
+    "connector_requests_total", "connector_throttled_total", "connector_failures_total",
+    "connector_availability_ratio", "connector_success_ratio", "connector_slo_ratio",
+    "connector_latency_seconds", "connector_weekly_active_users",
+    "connector_monthly_active_connections", "connector_ga_criterion_met", "connector_ga_status",
+    "connector_ga_events_total", "connector_ga_events_rejected_total", "connector_ga_consumer_lag",
+    "connector_ga_last_checkpoint_timestamp_seconds",
+]
 MALFORMED = ['{"ts": "2026-11-20T10:00:00Z", "connector": ', "this is not json", "42"]
 
 
@@ -425,6 +433,12 @@ def check_prom(prom, expected_file, secs):
             res = prom_query(prom, '{__name__=~"connector_(requests|throttled|failures)_total", cloud="all"}')
             if res:
                 problems.append(f"counters with cloud=\"all\": {[r['metric'] for r in res][:3]}")
+            # Every metric name of SPEC section 7 is exported.
+            res = prom_query(prom, 'count by (__name__) ({__name__=~"connector_.+"})')
+            names = {r["metric"]["__name__"] for r in res}
+            missing = sorted(set(SPEC_METRICS) - names)
+            if missing:
+                problems.append(f"metrics of SPEC section 7 not exported: {missing}")
             # Every partition of the topic read to its end (librdkafka statistics
             # come every few seconds, so this may take a few scrapes).
             res = prom_query(prom, "connector_ga_consumer_lag")
