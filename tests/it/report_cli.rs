@@ -193,3 +193,73 @@ fn table_shows_other_statuses() {
     assert!(rows[0].contains("ga_eligible_by_exception"), "{text}");
     assert!(rows[4].contains("insufficient_data"), "{text}");
 }
+
+/// A file over 1 MiB is streamed in chunks by several threads: without
+/// `--now` (now = latest event) it must give exactly the report of
+/// `--now <latest event>`, whatever the thread count, including `too_old`
+/// counted in hindsight for events 35+ days before the latest one.
+#[test]
+fn streamed_file_now_default_equals_explicit_latest() {
+    use connector_ga_exporter::config::Config;
+    use connector_ga_exporter::report;
+    use connector_ga_exporter::timeutil;
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("span.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    // Deterministic LCG; 30,000 events over 50 days before the latest one.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = |n: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 11) % n
+    };
+    let latest = "2026-11-20T12:00:00Z";
+    let latest_ms = timeutil::parse_rfc3339(latest).unwrap() / 1000;
+    for i in 0..30_000u64 {
+        let ms = if i == 17_000 {
+            latest_ms
+        } else {
+            latest_ms - next(50 * 86_400_000) as i64
+        };
+        let status = [200, 200, 200, 404, 429, 500, 0][next(7) as usize];
+        let fault = ["", ",\"fault\":\"backend\"", ",\"fault\":\"connector\""][next(3) as usize];
+        writeln!(
+            f,
+            "{{\"ts\":{ms},\"connector\":\"{}\",\"cloud\":\"{}\",\"status\":{status}{fault},\"user\":\"u{}\",\"connection\":\"k{}\",\"latency_ms\":{}}}",
+            ["a", "b", "c", "d"][next(4) as usize],
+            ["public", "gcc"][next(2) as usize],
+            next(3000),
+            next(500),
+            next(900),
+        )
+        .unwrap();
+    }
+    drop(f);
+    assert!(
+        std::fs::metadata(&path).unwrap().len() > 2 << 20,
+        "big enough to stream"
+    );
+
+    let cfg = Config::from_toml("").unwrap();
+    let now = timeutil::parse_rfc3339(latest).unwrap();
+    let explicit = report::report_file(&path, &cfg, Some(now), 0, 1)
+        .unwrap()
+        .to_json();
+    assert!(explicit["rejected"]["too_old"].as_u64().unwrap() > 0);
+    for threads in [1, 2, 3] {
+        let implicit = report::report_file(&path, &cfg, None, 0, threads)
+            .unwrap()
+            .to_json();
+        assert_eq!(implicit, explicit, "now = latest event, {threads} threads");
+        let again = report::report_file(&path, &cfg, Some(now), 0, threads)
+            .unwrap()
+            .to_json();
+        assert_eq!(again, explicit, "--now, {threads} threads");
+    }
+    // And the binary says the same.
+    let cli = report_json(&path, None, None);
+    assert_json_eq(&cli, &explicit);
+}
