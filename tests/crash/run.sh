@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Crash test of the exactly-once design (src/kafka.rs): the daemon is
+# SIGKILLed three times while it consumes a fixed corpus and restarted on the
+# same state directory; in the end every event must be counted exactly once
+# and /api/v1/criteria must equal `report` over the same corpus at the same
+# `now`, every count and ratio of every scope and the rejected map.
+#
+#   tests/crash/run.sh            # PASS/FAIL on the last line, exit 0/1
+#
+# Environment:
+#   BIN        the binary (default target/release/connector-ga-exporter; it is
+#              copied first, so a concurrent `cargo build` cannot swap it)
+#   EVENTS     corpus size (default 600000: one event per Kafka message, which
+#              takes the daemon several seconds to consume on the mock cluster,
+#              so the kills land mid-way; 200000 works too but is consumed in
+#              ~1.5 s and needs more retries)
+#   SEED       corpus seed (default 42); KILL_SEED seeds the kill moments
+#   KILL_MIN / KILL_MAX   seconds after readiness of each kill (0.3 / 2.5)
+#   KEEP=1     keep the work directory even on PASS
+#
+# A kill is meaningful only while events_total < corpus size. When a kill
+# moment comes after consumption has finished, the whole scenario restarts on a
+# new consumer group and a new state directory with the kill window halved
+# (at most MAX_ATTEMPTS times).
+#
+# The librdkafka mock cluster does not implement static membership's instant
+# takeover (a restarted member with the same group.instance.id waits for the
+# dead member's session to time out: 44 s with the default 45 s), so the config
+# lowers session.timeout.ms to 3 s. Static membership is still set, as asked.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN_SRC=${BIN:-$ROOT/target/release/connector-ga-exporter}
+EVENTS=${EVENTS:-600000}
+SEED=${SEED:-42}
+KILL_SEED=${KILL_SEED:-$(( $(date +%s) % 32768 ))}
+KILL_MIN=${KILL_MIN:-0.3}
+KILL_MAX=${KILL_MAX:-2.5}
+MAX_ATTEMPTS=${MAX_ATTEMPTS:-6}
+TOPIC=connector-events
+PARTITIONS=32
+RANDOM=$KILL_SEED
+
+WORK=$(mktemp -d /tmp/crash-test.XXXXXX)
+MOCK_PID=""
+DAEMON_PID=""
+RESULT=FAIL
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+
+stop_pid() {  # TERM, then KILL after 3 s; only our own children
+    local pid=$1
+    [[ -n "$pid" ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pid "$DAEMON_PID"
+    stop_pid "$MOCK_PID"
+    for pid in $(jobs -p); do stop_pid "$pid"; done
+    if [[ "$RESULT" == PASS && "${KEEP:-0}" != 1 ]]; then
+        rm -rf "$WORK"
+    else
+        echo "work directory kept: $WORK (daemon logs: $WORK/daemon.*.log)"
+    fi
+    echo "$RESULT"
+    [[ "$RESULT" == PASS ]] && exit 0 || exit $(( rc == 0 ? 1 : rc ))
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { log "FAIL: $*"; exit 1; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+[[ -x "$BIN_SRC" ]] || fail "no binary at $BIN_SRC (cargo build --release)"
+cp "$BIN_SRC" "$WORK/bin"
+BIN="$WORK/bin"
+log "work dir $WORK, corpus seed $SEED, kill seed $KILL_SEED, $EVENTS events"
+
+# --- mock Kafka --------------------------------------------------------------
+"$BIN" mock-kafka --topic "$TOPIC:$PARTITIONS" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+MOCK_PID=$!
+for _ in $(seq 1 100); do [[ -s "$WORK/mock.out" ]] && break; sleep 0.05; done
+BROKERS=$(head -1 "$WORK/mock.out")
+[[ -n "$BROKERS" ]] || fail "mock-kafka printed no address: $(cat "$WORK/mock.err")"
+log "mock-kafka pid $MOCK_PID at $BROKERS"
+mock_alive() { kill -0 "$MOCK_PID" 2>/dev/null || fail "mock-kafka (pid $MOCK_PID) died: not a daemon failure; $(tail -3 "$WORK/mock.err")"; }
+
+# --- corpus, config, produce ------------------------------------------------
+CORPUS="$WORK/corpus.ndjson"
+python3 "$HERE/gen_corpus.py" --out "$CORPUS" --events "$EVENTS" --seed "$SEED" \
+    --days 20 --malformed 0.01 >"$WORK/corpus.summary.json"
+N=$(wc -l <"$CORPUS")
+log "corpus: $N lines, $(du -m "$CORPUS" | cut -f1) MB; expected rejections $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rejects"])' "$WORK/corpus.summary.json")"
+
+CFG="$WORK/config.toml"
+cat >"$CFG" <<'EOF'
+[criteria]
+min_eligible_requests = 100
+
+[connectors.shared_contoso]
+backend_in_production = true
+support_model_attested = true
+preview_since = 2026-03-01
+
+[kafka.properties]
+# The mock cluster ignores static membership's takeover: see the header.
+"session.timeout.ms" = "3000"
+"heartbeat.interval.ms" = "300"
+EOF
+
+python3 "$HERE/produce.py" --brokers "$BROKERS" --topic "$TOPIC" --input "$CORPUS" \
+    --lines-per-message 1 --partitions "$PARTITIONS" >"$WORK/produce.json" \
+    || fail "produce failed"
+log "produced: $(cat "$WORK/produce.json")"
+
+# --- daemon helpers -----------------------------------------------------------
+PORT=$(free_port)
+LISTEN=127.0.0.1:$PORT
+RUN_NO=0
+
+events_total() {  # prints the counter, or nothing when /metrics does not answer
+    curl -sf --max-time 2 "http://$LISTEN/metrics" 2>/dev/null \
+        | awk -v t="$TOPIC" '$1 == "connector_ga_events_total{topic=\"" t "\"}" {print $2}' || true
+}
+
+start_daemon() {  # $1 group, $2 state dir, $3 instance id
+    RUN_NO=$((RUN_NO + 1))
+    CONNECTOR_GA__KAFKA__GROUP_INSTANCE_ID="$3" \
+    CONNECTOR_GA__STATE__CHECKPOINT_INTERVAL_SECONDS=1 \
+        "$BIN" run --config "$CFG" --brokers "$BROKERS" --topic "$TOPIC" --group "$1" \
+        --listen "$LISTEN" --state-dir "$2" >"$WORK/daemon.$RUN_NO.log" 2>&1 &
+    DAEMON_PID=$!
+    # The first answer of /metrics comes before any partition is assigned:
+    # it is what the snapshot restored.
+    RESTORED=""
+    for _ in $(seq 1 200); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited at start: $(tail -5 "$WORK/daemon.$RUN_NO.log")"
+        RESTORED=$(events_total)
+        [[ -n "$RESTORED" ]] && break
+        sleep 0.05
+    done
+    [[ -n "$RESTORED" ]] || fail "daemon run $RUN_NO never served /metrics"
+    local t0=$SECONDS
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$LISTEN/readyz")" == 200 ]]; do
+        kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited before ready: $(tail -5 "$WORK/daemon.$RUN_NO.log")"
+        (( SECONDS - t0 < 90 )) || fail "daemon run $RUN_NO not ready after 90 s"
+        sleep 0.02
+    done
+}
+
+kill_daemon() {
+    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=""
+}
+
+rand_delay() {  # uniform in [KILL_MIN, KILL_MAX] * scale
+    python3 -c "import sys; lo,hi,s,r=map(float,sys.argv[1:]); print(f'{(lo+(hi-lo)*r/32767)*s:.3f}')" \
+        "$KILL_MIN" "$KILL_MAX" "$1" "$RANDOM"
+}
+
+# --- kills ------------------------------------------------------------------
+scale=1
+attempt=0
+KILL_REPORT=()
+while :; do
+    attempt=$((attempt + 1))
+    (( attempt <= MAX_ATTEMPTS )) || fail "every kill landed after completion in $MAX_ATTEMPTS attempts"
+    GROUP="crash-$attempt-$$"
+    STATE="$WORK/state-$attempt"
+    INSTANCE="crash-member-$attempt"
+    KILL_REPORT=()
+    late=0
+    log "attempt $attempt: group $GROUP, kill window [$KILL_MIN, $KILL_MAX] s x $scale after ready"
+    for k in 1 2 3; do
+        mock_alive
+        start_daemon "$GROUP" "$STATE" "$INSTANCE"
+        delay=$(rand_delay "$scale")
+        sleep "$delay"
+        at=$(events_total)
+        kill_daemon
+        line="kill $k: ${delay}s after ready, events_total=${at:-?} (run started from snapshot at $RESTORED)"
+        log "$line"
+        KILL_REPORT+=("$line")
+        if [[ -z "$at" || "$at" -ge "$N" ]]; then
+            late=1
+            break
+        fi
+    done
+    if (( late )); then
+        scale=$(python3 -c "print($scale/2)")
+        log "kill $k landed after consumption finished: starting over on a new group, window x $scale"
+        continue
+    fi
+    break
+done
+
+# --- final run ----------------------------------------------------------------
+mock_alive
+start_daemon "$GROUP" "$STATE" "$INSTANCE"
+log "final run: restored events_total=$RESTORED; waiting for $N"
+t0=$SECONDS
+moved=$SECONDS
+prev=""
+while :; do
+    v=$(events_total)
+    kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon died in the final run: $(tail -5 "$WORK/daemon.$RUN_NO.log")"
+    if [[ -n "$v" ]] && (( v > N )); then
+        sleep 2
+        fail "events_total=$(events_total) > corpus $N: events counted twice"
+    fi
+    [[ "$v" == "$N" ]] && break
+    [[ "$v" != "$prev" ]] && { prev=$v; moved=$SECONDS; }
+    (( SECONDS - moved < 20 )) || fail "events_total stuck at ${v:-?} of $N for 20 s: $(( N - ${v:-0} )) events lost"
+    sleep 0.2
+done
+log "events_total reached $N after $((SECONDS - t0)) s; checking it stays there"
+sleep 4
+v=$(events_total)
+[[ "$v" == "$N" ]] || fail "events_total moved to $v after reaching $N"
+
+curl -sf --max-time 30 "http://$LISTEN/api/v1/criteria" >"$WORK/daemon.json" \
+    || fail "/api/v1/criteria did not answer"
+NOW=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["now"])' "$WORK/daemon.json")
+log "daemon now=$NOW; running report"
+"$BIN" report --input "$CORPUS" --config "$CFG" --now "$NOW" --format json \
+    >"$WORK/report.json" 2>"$WORK/report.err" || fail "report failed: $(cat "$WORK/report.err")"
+v=$(events_total)
+[[ "$v" == "$N" ]] || fail "events_total=$v != corpus $N at the end"
+
+echo "kill points:"
+printf '  %s\n' "${KILL_REPORT[@]}"
+if python3 "$HERE/compare.py" "$WORK/daemon.json" "$WORK/report.json" \
+        --expected-rejects "$WORK/corpus.summary.json"; then
+    log "daemon == report over $N events after 3 SIGKILLs (attempt $attempt); events_total=$v exactly"
+    RESULT=PASS
+else
+    fail "the daemon's criteria differ from report over the same corpus"
+fi
