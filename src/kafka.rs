@@ -22,7 +22,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -39,6 +39,9 @@ use crate::timeutil::{day_of, Micros};
 const MAX_BATCH: usize = 4096;
 /// Below this many messages a batch is decoded on the consumer thread alone.
 const PARALLEL_MIN: usize = 32;
+/// A batch smaller than this waits up to `BATCH_WAIT` for more messages.
+const MIN_BATCH: usize = 512;
+const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 pub type Offsets = BTreeMap<String, BTreeMap<i32, i64>>;
 
@@ -48,6 +51,8 @@ pub enum KafkaSetupError {
     Client(KafkaError),
     #[error("config key `kafka.topics`: cannot subscribe: {0}")]
     Subscribe(KafkaError),
+    #[error("config key `kafka.workers`: cannot start the worker pool: {0}")]
+    Pool(String),
 }
 
 /// The librdkafka settings of the consumer (and of the dead-letter
@@ -57,6 +62,11 @@ pub fn client_config(shared: &Shared, consumer: bool) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
     c.set("statistics.interval.ms", "5000");
+    // librdkafka pauses a partition's fetching for `fetch.queue.backoff.ms`
+    // (default 1 s) once its prefetch queue is full: a consumer that does
+    // real work per message then idles most of the time. 10 ms keeps the
+    // queue topped up.
+    c.set("fetch.queue.backoff.ms", "10");
     if consumer {
         c.set("group.id", &k.group_id)
             .set("enable.auto.commit", "true")
@@ -82,6 +92,9 @@ struct Inner {
     /// Bumped on every revocation: a batch polled across one is filtered.
     generation: AtomicU64,
     workers: usize,
+    /// Decode and ingest threads, kept for the daemon's life: spawning
+    /// threads per batch would cost more than small batches themselves.
+    pool: rayon::ThreadPool,
 }
 
 /// The librdkafka callbacks: rebalances, statistics, errors.
@@ -290,6 +303,11 @@ impl Consumer {
             dlq,
             generation: AtomicU64::new(0),
             workers,
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .thread_name(|i| format!("ingest-{i}"))
+                .build()
+                .map_err(|e| KafkaSetupError::Pool(e.to_string()))?,
         });
         let consumer: BaseConsumer<Ctx> = client_config(&shared, true)
             .create_with_context(Ctx {
@@ -311,18 +329,30 @@ impl Consumer {
         let mut last = Instant::now();
         while !shared.stop.load(Ordering::Acquire) {
             let generation = self.inner.generation.load(Ordering::Acquire);
-            let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+            let mut batch: Vec<OwnedMessage> = Vec::new();
             let mut timeout = Duration::from_millis(100);
+            let started = Instant::now();
             while batch.len() < MAX_BATCH {
                 match self.consumer.poll(timeout) {
-                    Some(Ok(m)) => batch.push(m),
+                    // Copied out at once: a message held borrowed keeps
+                    // librdkafka's fetch buffer, which slows its fetcher.
+                    Some(Ok(m)) => batch.push(m.detach()),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "poll error");
                         break;
                     }
+                    // A small batch waits a few ms for more: per-batch
+                    // costs (thread hand-offs, locks) then stay small.
+                    None if !batch.is_empty()
+                        && batch.len() < MIN_BATCH
+                        && started.elapsed() < BATCH_WAIT => {}
                     None => break,
                 }
-                timeout = Duration::ZERO;
+                timeout = if batch.is_empty() {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_millis(1)
+                };
             }
             if self.inner.generation.load(Ordering::Acquire) != generation && !batch.is_empty() {
                 // A revocation happened mid-batch: keep only what we still own.
@@ -369,70 +399,142 @@ impl Consumer {
         Ok(())
     }
 
-    /// Decodes and ingests a batch, on several threads when it is large.
-    fn process(&self, batch: &[BorrowedMessage<'_>]) {
-        let cfg = &self.inner.shared.cfg;
+    /// Decodes and ingests a batch in two parallel phases on the worker
+    /// pool: decode (messages split evenly), then ingest (each worker owns
+    /// the store shards `shard % workers == w`, so workers never wait on
+    /// each other's locks however few connectors the traffic has).
+    fn process(&self, batch: &[OwnedMessage]) {
+        let inner = &*self.inner;
+        let cfg = &inner.shared.cfg;
         let now = wall_clock();
         let adm = Admission {
             min_day: Some(day_of(now) - cfg.criteria.retention_days as i32 + 1),
             max_ts: Some(now + cfg.criteria.max_future_skew_seconds as Micros * 1_000_000),
             cutoff: None,
         };
-        let workers = self
-            .inner
-            .workers
-            .min(batch.len().div_ceil(PARALLEL_MIN))
-            .max(1);
-        if workers == 1 {
-            process_slice(&self.inner, batch, &adm);
-            return;
-        }
+        let workers = inner.workers.min(batch.len().div_ceil(PARALLEL_MIN)).max(1);
+        let shards = inner.shared.store.shard_count();
         let per = batch.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            for chunk in batch.chunks(per) {
-                let inner = &self.inner;
-                let adm = &adm;
-                s.spawn(move || process_slice(inner, chunk, adm));
+        let chunks: Vec<&[OwnedMessage]> = batch.chunks(per).collect();
+        let decoded: Vec<Decoded<'_>> = if chunks.len() == 1 {
+            vec![decode_chunk(inner, chunks[0], 0, shards)]
+        } else {
+            let mut out: Vec<Option<Decoded<'_>>> = (0..chunks.len()).map(|_| None).collect();
+            inner.pool.scope(|s| {
+                for (k, (slot, chunk)) in out.iter_mut().zip(&chunks).enumerate() {
+                    s.spawn(move |_| *slot = Some(decode_chunk(inner, chunk, k * per, shards)));
+                }
+            });
+            out.into_iter()
+                .map(|d| d.expect("every chunk decoded"))
+                .collect()
+        };
+        let ingest = |w: usize, owners: usize| {
+            let mut rejected = RejectCounts::default();
+            let mut current: Option<(usize, std::sync::MutexGuard<'_, crate::state::Engine>)> =
+                None;
+            for d in &decoded {
+                for (i, ev) in d.events.iter().enumerate() {
+                    let shard = d.shards[i] as usize;
+                    if shard % owners != w {
+                        continue;
+                    }
+                    if current.as_ref().map(|c| c.0) != Some(shard) {
+                        drop(current.take());
+                        current = Some((shard, inner.shared.store.lock(shard)));
+                    }
+                    let engine = &mut current.as_mut().expect("just set").1;
+                    if let Err(reason) = engine.ingest(
+                        ev,
+                        &adm,
+                        &inner.shared.store.params,
+                        &inner.shared.store.budget,
+                    ) {
+                        rejected.add(reason, 1);
+                        let (mi, raw, idx) = d.sources[i];
+                        dead_letter(inner, &batch[mi], raw, idx, reason);
+                    }
+                }
             }
-        });
+            count_rejected(inner, &rejected);
+        };
+        if workers == 1 {
+            ingest(0, 1);
+        } else {
+            inner.pool.scope(|s| {
+                for w in 0..workers {
+                    let ingest = &ingest;
+                    s.spawn(move |_| ingest(w, workers));
+                }
+            });
+        }
+        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+        for d in &decoded {
+            for (t, n) in &d.read {
+                *per_topic.entry(t).or_default() += n;
+            }
+            count_rejected(inner, &d.rejected);
+        }
+        for (t, n) in per_topic {
+            inner
+                .shared
+                .metrics
+                .events_total
+                .with_label_values(&[t])
+                .inc_by(n);
+        }
     }
 }
 
-fn process_slice(inner: &Inner, msgs: &[BorrowedMessage<'_>], adm: &Admission) {
-    let shared = &inner.shared;
-    let mut rejected = RejectCounts::default();
-    let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
-    for m in msgs {
+/// One chunk of a batch, decoded: valid events (with their store shard and
+/// source, for dead letters), rejections, and events read per topic.
+struct Decoded<'a> {
+    events: Vec<Event<'a>>,
+    shards: Vec<u16>,
+    /// (message index in the batch, source bytes, index inside an array)
+    sources: Vec<(usize, &'a [u8], Option<usize>)>,
+    rejected: RejectCounts,
+    read: BTreeMap<&'a str, u64>,
+}
+
+fn decode_chunk<'a>(
+    inner: &Inner,
+    msgs: &'a [OwnedMessage],
+    first: usize,
+    shards: usize,
+) -> Decoded<'a> {
+    let mut d = Decoded {
+        events: Vec::with_capacity(msgs.len()),
+        shards: Vec::with_capacity(msgs.len()),
+        sources: Vec::with_capacity(msgs.len()),
+        rejected: RejectCounts::default(),
+        read: BTreeMap::new(),
+    };
+    for (k, m) in msgs.iter().enumerate() {
         let payload = m.payload().unwrap_or(&[]);
-        let mut events: Vec<Event<'_>> = Vec::new();
-        let mut sources: Vec<(&[u8], Option<usize>)> = Vec::new();
         let n = event::decode_payload_raw(payload, |r, raw, idx| match r {
             Ok(ev) => {
-                events.push(ev);
-                sources.push((raw, idx));
+                d.shards
+                    .push(crate::state::shard_of(&ev.connector, shards) as u16);
+                d.events.push(ev);
+                d.sources.push((first + k, raw, idx));
             }
             Err(reason) => {
-                rejected.add(reason, 1);
+                d.rejected.add(reason, 1);
                 dead_letter(inner, m, raw, idx, reason);
             }
         });
-        shared.store.ingest_each(&events, adm, |i, reason| {
-            rejected.add(reason, 1);
-            dead_letter(inner, m, sources[i].0, sources[i].1, reason);
-        });
-        *per_topic.entry(m.topic()).or_default() += n;
+        *d.read.entry(m.topic()).or_default() += n;
     }
-    for (t, n) in per_topic {
-        shared
-            .metrics
-            .events_total
-            .with_label_values(&[t])
-            .inc_by(n);
-    }
+    d
+}
+
+fn count_rejected(inner: &Inner, rejected: &RejectCounts) {
     for r in Reject::ALL {
         let n = rejected.get(r);
         if n > 0 {
-            shared
+            inner
+                .shared
                 .metrics
                 .rejected_total
                 .with_label_values(&[r.as_str()])
@@ -444,13 +546,7 @@ fn process_slice(inner: &Inner, msgs: &[BorrowedMessage<'_>], adm: &Admission) {
 /// Copies a rejected event's source bytes to the dead-letter topic, with
 /// `reason`, the source topic/partition/offset and (inside an array) the
 /// event's index as headers.
-fn dead_letter(
-    inner: &Inner,
-    m: &BorrowedMessage<'_>,
-    raw: &[u8],
-    idx: Option<usize>,
-    reason: Reject,
-) {
+fn dead_letter(inner: &Inner, m: &OwnedMessage, raw: &[u8], idx: Option<usize>, reason: Reject) {
     let Some((p, topic)) = &inner.dlq else { return };
     let offset = m.offset().to_string();
     let partition = m.partition().to_string();

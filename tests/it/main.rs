@@ -7,10 +7,10 @@
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
 
+mod daemon;
 mod props;
 mod report_cli;
 mod rules;
-// mod daemon; (added by the daemon work)
 
 /// Shared helpers for the test modules.
 pub mod common {
