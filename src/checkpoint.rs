@@ -127,11 +127,18 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, CheckpointError> {
 /// Writes a snapshot atomically; the previous one is kept as `snapshot.prev`.
 pub fn save(dir: &Path, s: &SnapshotRef<'_>) -> Result<u64, CheckpointError> {
     let bytes = encode(s)?;
+    save_bytes(dir, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Writes encoded snapshot bytes atomically as `snapshot.bin`, keeping the
+/// previous one as `snapshot.prev`.
+pub fn save_bytes(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = dir.join("snapshot.tmp");
     {
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
     let cur = current_path(dir);
@@ -142,7 +149,7 @@ pub fn save(dir: &Path, s: &SnapshotRef<'_>) -> Result<u64, CheckpointError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
-    Ok(bytes.len() as u64)
+    Ok(())
 }
 
 /// Loads the newest readable snapshot: `Ok(None)` when the directory holds

@@ -6,7 +6,9 @@
 //! notes each partition's next offset in memory. Every
 //! `checkpoint_interval_seconds`, on partition revocation and on shutdown it
 //! writes a snapshot holding the state *and* those offsets, and only then
-//! stores the offsets for Kafka's auto-commit. On start and on every
+//! lets Kafka commit offsets: those of the previous snapshot after a
+//! periodic one (so a fall-back to `snapshot.prev` loses nothing), its own
+//! after a revocation or shutdown (see [`Checkpoint`]). On start and on every
 //! assignment, partitions found in the snapshot resume at the snapshot's
 //! offset, set in the assignment itself (no seek after assign): events after
 //! the snapshot are read again and counted once, events before it never
@@ -91,6 +93,8 @@ struct Inner {
     dlq: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
     /// Bumped on every revocation: a batch polled across one is filtered.
     generation: AtomicU64,
+    /// The offsets of the last snapshot written (or restored).
+    last_saved: Mutex<Option<Offsets>>,
     workers: usize,
     /// Decode and ingest threads, kept for the daemon's life: spawning
     /// threads per batch would cost more than small batches themselves.
@@ -173,7 +177,7 @@ impl ConsumerContext for Ctx {
                     "partitions revoked: writing a snapshot"
                 );
                 self.inner.generation.fetch_add(1, Ordering::AcqRel);
-                match checkpoint_now(&self.inner, c) {
+                match checkpoint_now(&self.inner, c, Checkpoint::Handoff) {
                     // Commit now, not at the next auto-commit: the partitions'
                     // next owner starts from the committed offsets.
                     Ok(()) => {
@@ -211,9 +215,22 @@ impl ConsumerContext for Ctx {
     }
 }
 
-/// Writes a snapshot (state + offsets), then stores the offsets of the
-/// partitions still assigned so auto-commit can commit them.
-fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>) -> Result<(), String> {
+/// When a snapshot is written, and so which offsets Kafka may commit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checkpoint {
+    /// Every `checkpoint_interval_seconds`: the offsets of the *previous*
+    /// snapshot are committed, so the committed offsets never run ahead of
+    /// `snapshot.prev` (the fallback when `snapshot.bin` is damaged).
+    Periodic,
+    /// Revocation and shutdown: the snapshot is written twice (it becomes
+    /// `snapshot.prev` too) and its own offsets are committed, so the next
+    /// owner of a partition resumes exactly after it.
+    Handoff,
+}
+
+/// Writes a snapshot (state + offsets), then stores offsets (see
+/// [`Checkpoint`]) of the partitions still assigned for Kafka's commit.
+fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>, kind: Checkpoint) -> Result<(), String> {
     let shared = &inner.shared;
     if let Some((p, _)) = &inner.dlq {
         // Dead letters are durable before the offsets of their events move.
@@ -255,18 +272,33 @@ fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>) -> Result<(), String> {
             events_total: &events_total,
             rejected: &rejected,
         };
-        checkpoint::save(&shared.cfg.state.dir, &snap).map_err(|e| e.to_string())?
+        checkpoint::encode(&snap).map_err(|e| e.to_string())?
     };
+    let dir = &shared.cfg.state.dir;
+    checkpoint::save_bytes(dir, &bytes).map_err(|e| e.to_string())?;
+    if kind == Checkpoint::Handoff {
+        checkpoint::save_bytes(dir, &bytes).map_err(|e| e.to_string())?;
+    }
     shared.metrics.last_checkpoint.set(now as f64 / 1e6);
     tracing::debug!(
-        bytes,
+        bytes = bytes.len(),
         ms = started.elapsed().as_millis() as u64,
         "snapshot written"
     );
+    let previous = inner
+        .last_saved
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(offsets.clone());
+    let commit = match kind {
+        Checkpoint::Handoff => Some(offsets),
+        Checkpoint::Periodic => previous,
+    };
+    let Some(commit) = commit else { return Ok(()) };
     let assigned = c.assignment().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for e in assigned.elements() {
-        if let Some(o) = offsets.get(e.topic()).and_then(|m| m.get(&e.partition())) {
+        if let Some(o) = commit.get(e.topic()).and_then(|m| m.get(&e.partition())) {
             let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(*o));
         }
     }
@@ -299,6 +331,7 @@ impl Consumer {
         };
         let inner = Arc::new(Inner {
             shared: Arc::clone(&shared),
+            last_saved: Mutex::new((!offsets.is_empty()).then(|| offsets.clone())),
             offsets: Mutex::new(offsets),
             dlq,
             generation: AtomicU64::new(0),
@@ -376,7 +409,7 @@ impl Consumer {
             drop(batch);
             if last.elapsed() >= interval {
                 shared.store.prune(wall_clock());
-                match checkpoint_now(&self.inner, &self.consumer) {
+                match checkpoint_now(&self.inner, &self.consumer, Checkpoint::Periodic) {
                     // Commit what the snapshot holds now rather than at the
                     // next auto-commit tick: a partition's next owner (after
                     // a rebalance) starts from the committed offset.
@@ -390,7 +423,7 @@ impl Consumer {
                 last = Instant::now();
             }
         }
-        checkpoint_now(&self.inner, &self.consumer)?;
+        checkpoint_now(&self.inner, &self.consumer, Checkpoint::Handoff)?;
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored yet (KafkaError NoOffset) is not a failure.
             tracing::debug!(error = %e, "final commit");
