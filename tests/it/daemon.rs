@@ -520,7 +520,9 @@ fn two_members_of_one_group_count_every_event_once() {
     mock.create_topic("ev", 4, 1).unwrap();
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "");
+    // The mock cluster completes a rebalance only after a session timeout
+    // when a member joins: keep it short.
+    let cfg = write_config(dir.path(), "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n");
     let batch = |from: i64| -> Vec<String> {
         (0..200)
             .map(|i| {
