@@ -171,8 +171,7 @@ impl Latency {
             });
             h.add(oh.as_ref()).expect("same HDR bounds");
         }
-        if self.hist.is_some() && !self.exact.is_empty() {
-            let h = self.hist.as_mut().expect("checked");
+        if let Some(h) = self.hist.as_mut() {
             for v in self.exact.drain(..) {
                 h.saturating_record(to_us(v));
             }
@@ -336,7 +335,7 @@ impl Distinct {
         if let Some(m) = &mut self.exact {
             *m.entry(hash).or_insert(0) |= 1u64 << (day as i64).rem_euclid(64);
             if m.len() > EXACT_DISTINCT_CAP {
-                self.to_sketches(retention);
+                self.switch_to_sketches(retention);
             }
         } else {
             self.sketch_for(day, retention).insert_hash(hash);
@@ -355,7 +354,7 @@ impl Distinct {
         &mut slot.as_mut().expect("just set").1
     }
 
-    fn to_sketches(&mut self, retention: u32) {
+    fn switch_to_sketches(&mut self, retention: u32) {
         let Some(m) = self.exact.take() else { return };
         let max = self.max_day as i64;
         for (h, bits) in m {
@@ -382,12 +381,12 @@ impl Distinct {
                 *m.entry(h).or_insert(0) |= bits;
             }
             if m.len() > EXACT_DISTINCT_CAP {
-                self.to_sketches(retention);
+                self.switch_to_sketches(retention);
             }
             return;
         }
-        self.to_sketches(retention);
-        o.to_sketches(retention);
+        self.switch_to_sketches(retention);
+        o.switch_to_sketches(retention);
         for (d, s) in o.sketches.iter().flatten() {
             if *d > top - retention as i32 {
                 self.sketch_for(*d, retention).merge(s);
@@ -625,11 +624,11 @@ impl ScopeState {
 
 /// The buckets of a window at `now`: day buckets for day windows, hour
 /// buckets for hour windows.
-pub fn window_buckets<'a>(
-    s: &'a ScopeState,
+pub fn window_buckets(
+    s: &ScopeState,
     w: Window,
     now: Micros,
-) -> impl Iterator<Item = &'a Bucket> + Clone {
+) -> impl Iterator<Item = &Bucket> + Clone {
     let (ring, lo, hi) = match w {
         Window::Days(n) => {
             let d = day_of(now);

@@ -522,7 +522,10 @@ fn two_members_of_one_group_count_every_event_once() {
     let dir = tempfile::tempdir().unwrap();
     // The mock cluster completes a rebalance only after a session timeout
     // when a member joins: keep it short.
-    let cfg = write_config(dir.path(), "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n");
+    let cfg = write_config(
+        dir.path(),
+        "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n",
+    );
     let batch = |from: i64| -> Vec<String> {
         (0..200)
             .map(|i| {
