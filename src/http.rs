@@ -14,7 +14,7 @@ use axum::Router;
 
 use crate::criteria::Status;
 use crate::daemon::Shared;
-use crate::metrics::{Format, Writer};
+use crate::metrics::Format;
 use crate::report::Report;
 use crate::timeutil;
 
@@ -37,17 +37,16 @@ async fn build_report(shared: &Arc<Shared>) -> Result<Report, Response> {
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let fmt = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let s = Arc::clone(&shared);
-    let body = tokio::task::spawn_blocking(move || {
-        let r = s.report_now();
-        let mut w = Writer::new(fmt);
-        w.report(&r);
-        w.registry(&s.metrics.registry.gather());
-        w.finish()
-    })
-    .await;
+    let body = match shared.cached_metrics(fmt) {
+        Some(b) => Ok(b),
+        None => {
+            // Before the first background render: render now.
+            let s = Arc::clone(&shared);
+            tokio::task::spawn_blocking(move || s.render_metrics().text(fmt)).await
+        }
+    };
     match body {
-        Ok(b) => ([(header::CONTENT_TYPE, fmt.content_type())], b).into_response(),
+        Ok(b) => ([(header::CONTENT_TYPE, fmt.content_type())], b.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
