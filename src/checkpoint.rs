@@ -21,7 +21,7 @@ use crate::state::Engine;
 use crate::timeutil::Micros;
 
 const MAGIC: &[u8; 4] = b"CGAS";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,9 @@
 //! - Distinct values are stored as 64-bit xxh3 hashes (stable across
 //!   versions, so snapshots stay valid) with a bitmask of the days each was
 //!   seen on: one pass answers every window, exactly. Past
-//!   `EXACT_DISTINCT_CAP` hashes in a scope the map turns into one HyperLogLog
-//!   per day (`cardinality-estimator`, 2^14 registers, ~0.8% standard error).
+//!   `EXACT_DISTINCT_CAP` hashes in a scope the map turns into one set per
+//!   day, exact up to 10,000 values, then a HyperLogLog
+//!   (`cardinality-estimator`, 2^14 registers, ~0.8% standard error).
 //! - Latencies are kept exactly (for nearest-rank quantiles) up to
 //!   `EXACT_LATENCY_CAP` per bucket, then in an HDR histogram with two
 //!   significant digits (< 1% relative error).
@@ -23,7 +24,7 @@
 //! Nothing here reads a clock: every call takes the time it needs.
 
 use std::collections::hash_map::{DefaultHasher, Entry};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cardinality_estimator::CardinalityEstimator;
@@ -40,8 +41,12 @@ use crate::timeutil::{day_of, hour_of, Micros};
 pub const MAX_RETENTION_DAYS: u32 = 60;
 /// Longest hour window (one week): the hour ring's size.
 pub const MAX_HOUR_WINDOW: u32 = 168;
-/// Exact distinct values kept per scope and kind before switching to sketches.
+/// Distinct values kept in the bitmask map per scope and kind before
+/// switching to per-day sets.
 pub const EXACT_DISTINCT_CAP: usize = 65_536;
+/// Values one day's set keeps exactly before it becomes a sketch: a window
+/// holding at most this many values is counted exactly (SPEC §5).
+pub const DAY_EXACT_CAP: usize = 10_000;
 /// Exact latencies kept per bucket before switching to an HDR histogram.
 pub const EXACT_LATENCY_CAP: usize = 256;
 /// Most exact latencies sorted for one window quantile before using HDR.
@@ -286,13 +291,61 @@ impl Ring {
     }
 }
 
+/// One day's distinct values once a scope has left the bitmask map: exact
+/// up to `DAY_EXACT_CAP` values, then a HyperLogLog.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DaySet {
+    Exact(HashSet<u64>),
+    Sketch(Box<Sketch>),
+}
+
+impl DaySet {
+    fn insert(&mut self, h: u64) {
+        match self {
+            DaySet::Exact(set) => {
+                set.insert(h);
+                if set.len() > DAY_EXACT_CAP {
+                    let mut sk = Sketch::new();
+                    for v in set.iter() {
+                        sk.insert_hash(*v);
+                    }
+                    *self = DaySet::Sketch(Box::new(sk));
+                }
+            }
+            DaySet::Sketch(sk) => sk.insert_hash(h),
+        }
+    }
+    fn merge(&mut self, o: &DaySet) {
+        match o {
+            DaySet::Exact(set) => set.iter().for_each(|h| self.insert(*h)),
+            DaySet::Sketch(osk) => {
+                if let DaySet::Exact(set) = self {
+                    let mut sk = Sketch::new();
+                    set.iter().for_each(|h| sk.insert_hash(*h));
+                    *self = DaySet::Sketch(Box::new(sk));
+                }
+                if let DaySet::Sketch(sk) = self {
+                    sk.merge(osk);
+                }
+            }
+        }
+    }
+}
+
 /// Distinct values (hashes) with the days each was seen on.
+///
+/// Two representations: while a scope's whole retention holds at most
+/// `EXACT_DISTINCT_CAP` values, one map of hash → bitmask of days (one pass
+/// answers any window); beyond, one [`DaySet`] per day, each exact up to
+/// `DAY_EXACT_CAP` = 10,000 values. A window holding at most 10,000 values
+/// has no day over that, so it is always counted exactly (SPEC §5); a bigger
+/// one merges the days' sketches.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Distinct {
     /// Hash → bitmask of days (bit = day mod 64). `None` once over the cap.
     exact: Option<HashMap<u64, u64>>,
-    /// Per-day sketches (ring by day), used once over the cap.
-    sketches: Vec<Option<(i32, Sketch)>>,
+    /// Per-day sets (ring by day), used once over the cap.
+    days: Vec<Option<(i32, DaySet)>>,
     /// Highest day recorded; bits of days in (max - 64, max] are meaningful.
     max_day: i32,
 }
@@ -301,7 +354,7 @@ impl Distinct {
     fn new() -> Distinct {
         Distinct {
             exact: Some(HashMap::new()),
-            sketches: Vec::new(),
+            days: Vec::new(),
             max_day: EMPTY,
         }
     }
@@ -335,33 +388,39 @@ impl Distinct {
         if let Some(m) = &mut self.exact {
             *m.entry(hash).or_insert(0) |= 1u64 << (day as i64).rem_euclid(64);
             if m.len() > EXACT_DISTINCT_CAP {
-                self.switch_to_sketches(retention);
+                self.switch_to_days(retention);
             }
-        } else {
-            self.sketch_for(day, retention).insert_hash(hash);
+        } else if let Some(set) = self.day_set(day, retention) {
+            set.insert(hash);
         }
     }
 
-    fn sketch_for(&mut self, day: i32, retention: u32) -> &mut Sketch {
-        if self.sketches.is_empty() {
-            self.sketches = (0..retention).map(|_| None).collect();
+    /// The set of `day`, reusing an older day's slot; `None` when the slot
+    /// holds a newer day (the value is older than the ring).
+    fn day_set(&mut self, day: i32, retention: u32) -> Option<&mut DaySet> {
+        if self.days.is_empty() {
+            self.days = (0..retention.max(1)).map(|_| None).collect();
         }
-        let n = self.sketches.len() as i64;
-        let slot = &mut self.sketches[(day as i64).rem_euclid(n) as usize];
-        if !matches!(slot, Some((d, _)) if *d == day) {
-            *slot = Some((day, Sketch::new()));
+        let n = self.days.len() as i64;
+        let slot = &mut self.days[(day as i64).rem_euclid(n) as usize];
+        match slot {
+            Some((d, _)) if *d > day => return None,
+            Some((d, _)) if *d == day => {}
+            _ => *slot = Some((day, DaySet::Exact(HashSet::new()))),
         }
-        &mut slot.as_mut().expect("just set").1
+        slot.as_mut().map(|(_, s)| s)
     }
 
-    fn switch_to_sketches(&mut self, retention: u32) {
+    fn switch_to_days(&mut self, retention: u32) {
         let Some(m) = self.exact.take() else { return };
         let max = self.max_day as i64;
         for (h, bits) in m {
             for back in 0..(retention as i64).min(64) {
                 let d = max - back;
                 if bits & (1u64 << d.rem_euclid(64)) != 0 {
-                    self.sketch_for(d as i32, retention).insert_hash(h);
+                    if let Some(set) = self.day_set(d as i32, retention) {
+                        set.insert(h);
+                    }
                 }
             }
         }
@@ -381,21 +440,24 @@ impl Distinct {
                 *m.entry(h).or_insert(0) |= bits;
             }
             if m.len() > EXACT_DISTINCT_CAP {
-                self.switch_to_sketches(retention);
+                self.switch_to_days(retention);
             }
             return;
         }
-        self.switch_to_sketches(retention);
-        o.switch_to_sketches(retention);
-        for (d, s) in o.sketches.iter().flatten() {
+        self.switch_to_days(retention);
+        o.switch_to_days(retention);
+        for (d, set) in o.days.iter().flatten() {
             if *d > top - retention as i32 {
-                self.sketch_for(*d, retention).merge(s);
+                if let Some(mine) = self.day_set(*d, retention) {
+                    mine.merge(set);
+                }
             }
         }
     }
 }
 
-/// Distinct values over days `lo..=hi` across several [`Distinct`]s.
+/// Distinct values over days `lo..=hi` across several [`Distinct`]s:
+/// exact unless a day in the window is over `DAY_EXACT_CAP`.
 pub fn distinct_count(parts: &[&Distinct], lo: i32, hi: i32) -> u64 {
     // Bits of days this structure can vouch for: (max-64, max] ∩ [lo, hi].
     let mask_for = |d: &Distinct| {
@@ -412,23 +474,36 @@ pub fn distinct_count(parts: &[&Distinct], lo: i32, hi: i32) -> u64 {
         }
         mask
     };
-    if parts.iter().all(|d| d.exact.is_some()) {
-        if let [one] = parts {
+    if let [one] = parts {
+        if let Some(m) = &one.exact {
             let mask = mask_for(one);
-            return one
-                .exact
-                .as_ref()
-                .expect("checked")
-                .values()
-                .filter(|&&b| b & mask != 0)
-                .count() as u64;
+            return m.values().filter(|&&b| b & mask != 0).count() as u64;
         }
-        let mut seen: HashMap<u64, ()> = HashMap::new();
+    }
+    fn in_window(d: &Distinct, lo: i32, hi: i32) -> impl Iterator<Item = &DaySet> {
+        d.days
+            .iter()
+            .flatten()
+            .filter(move |(day, _)| *day >= lo && *day <= hi)
+            .map(|(_, s)| s)
+    }
+    let any_sketch = parts
+        .iter()
+        .any(|d| in_window(d, lo, hi).any(|s| matches!(s, DaySet::Sketch(_))));
+    if !any_sketch {
+        let mut seen: HashSet<u64> = HashSet::new();
         for d in parts {
-            let mask = mask_for(d);
-            for (h, b) in d.exact.as_ref().expect("checked") {
-                if b & mask != 0 {
-                    seen.insert(*h, ());
+            match &d.exact {
+                Some(m) => {
+                    let mask = mask_for(d);
+                    seen.extend(m.iter().filter(|(_, b)| *b & mask != 0).map(|(h, _)| *h));
+                }
+                None => {
+                    for s in in_window(d, lo, hi) {
+                        if let DaySet::Exact(set) = s {
+                            seen.extend(set.iter().copied());
+                        }
+                    }
                 }
             }
         }
@@ -446,9 +521,10 @@ pub fn distinct_count(parts: &[&Distinct], lo: i32, hi: i32) -> u64 {
                 }
             }
             None => {
-                for (day, s) in d.sketches.iter().flatten() {
-                    if *day >= lo && *day <= hi {
-                        acc.merge(s);
+                for s in in_window(d, lo, hi) {
+                    match s {
+                        DaySet::Exact(set) => set.iter().for_each(|h| acc.insert_hash(*h)),
+                        DaySet::Sketch(sk) => acc.merge(sk),
                     }
                 }
             }

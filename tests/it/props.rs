@@ -254,15 +254,9 @@ proptest! {
 
 /// SPEC §5: exact while a *window* holds at most 10,000 distinct values,
 /// even when the scope saw far more over its whole retention.
-///
-/// Known engine limitation (state.rs `Distinct`): once a scope has seen more
-/// than `EXACT_DISTINCT_CAP` (65,536) distinct values over its retention, it
-/// switches to per-day HyperLogLog sketches for *every* window, so a week
-/// holding exactly 10,000 users reads 10,011 here. Fixing it changes the
-/// snapshot format, so it is left to a deliberate change; run with
-/// `cargo test --release --test it -- --ignored` to see it.
+/// Regression: past 65,536 values over its retention a scope used to turn
+/// every window into a HyperLogLog estimate (10,011 read for 10,000 here).
 #[test]
-#[ignore = "known: distinct counts turn approximate once a scope's retention holds > 65,536 values"]
 fn distinct_exact_per_window_despite_large_retention() {
     let cfg = Config::from_toml("").unwrap();
     let now = now();
