@@ -326,6 +326,11 @@ impl Config {
             },
             None => ConfigError::Other(e.to_string()),
         })?;
+        Self::from_raw(raw)
+    }
+
+    /// Deserializes merged sources, naming the key of any error, and validates.
+    fn from_raw(raw: config::Config) -> Result<Config, ConfigError> {
         let cfg: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
             let key = e.path().to_string();
             key_err(&key, e.into_inner().to_string())
@@ -340,12 +345,7 @@ impl Config {
             .add_source(config::File::from_str(s, config::FileFormat::Toml))
             .build()
             .map_err(|e| ConfigError::Other(e.to_string()))?;
-        let cfg: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
-            let key = e.path().to_string();
-            key_err(&key, e.into_inner().to_string())
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        Self::from_raw(raw)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -359,6 +359,11 @@ impl Consumer {
     pub fn run(self) -> Result<(), String> {
         let shared = Arc::clone(&self.inner.shared);
         let interval = Duration::from_secs(shared.cfg.state.checkpoint_interval_seconds);
+        // A snapshot at once: the checkpoint metric is real from the start,
+        // and a fallen-back-to `snapshot.prev` becomes the current one.
+        if let Err(e) = checkpoint_now(&self.inner, &self.consumer, Checkpoint::Periodic) {
+            return Err(format!("first snapshot: {e}"));
+        }
         let mut last = Instant::now();
         while !shared.stop.load(Ordering::Acquire) {
             let generation = self.inner.generation.load(Ordering::Acquire);

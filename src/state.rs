@@ -56,6 +56,10 @@ const HDR_MAX_US: u64 = 3_600_000_000;
 
 type Sketch = CardinalityEstimator<u64, DefaultHasher, 14, 6>;
 
+/// Maps keyed by xxh3 hashes use the key itself as the hash: the keys are
+/// already uniformly distributed 64-bit values, so SipHash would only cost.
+pub type IdHash = std::hash::BuildHasherDefault<nohash_hasher::NoHashHasher<u64>>;
+
 /// Parameters the state needs, derived from the config.
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -295,7 +299,7 @@ impl Ring {
 /// up to `DAY_EXACT_CAP` values, then a HyperLogLog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DaySet {
-    Exact(HashSet<u64>),
+    Exact(HashSet<u64, IdHash>),
     Sketch(Box<Sketch>),
 }
 
@@ -343,7 +347,7 @@ impl DaySet {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Distinct {
     /// Hash → bitmask of days (bit = day mod 64). `None` once over the cap.
-    exact: Option<HashMap<u64, u64>>,
+    exact: Option<HashMap<u64, u64, IdHash>>,
     /// Per-day sets (ring by day), used once over the cap.
     days: Vec<Option<(i32, DaySet)>>,
     /// Highest day recorded; bits of days in (max - 64, max] are meaningful.
@@ -353,7 +357,7 @@ pub struct Distinct {
 impl Distinct {
     fn new() -> Distinct {
         Distinct {
-            exact: Some(HashMap::new()),
+            exact: Some(HashMap::default()),
             days: Vec::new(),
             max_day: EMPTY,
         }
@@ -406,7 +410,7 @@ impl Distinct {
         match slot {
             Some((d, _)) if *d > day => return None,
             Some((d, _)) if *d == day => {}
-            _ => *slot = Some((day, DaySet::Exact(HashSet::new()))),
+            _ => *slot = Some((day, DaySet::Exact(HashSet::default()))),
         }
         slot.as_mut().map(|(_, s)| s)
     }
@@ -491,7 +495,7 @@ pub fn distinct_count(parts: &[&Distinct], lo: i32, hi: i32) -> u64 {
         .iter()
         .any(|d| in_window(d, lo, hi).any(|s| matches!(s, DaySet::Sketch(_))));
     if !any_sketch {
-        let mut seen: HashSet<u64> = HashSet::new();
+        let mut seen: HashSet<u64, IdHash> = HashSet::default();
         for d in parts {
             match &d.exact {
                 Some(m) => {
@@ -572,7 +576,7 @@ pub struct ScopeState {
     pub hours: Ring,
     pub users: Distinct,
     pub connections: Distinct,
-    pub conns: HashMap<u64, ConnCounts>,
+    pub conns: HashMap<u64, ConnCounts, IdHash>,
     /// Connections not tracked for the SLO because of the per-scope cap.
     pub conns_untracked: u64,
     /// Valid events after `now` (report with `--now`): outside every window.
@@ -589,7 +593,7 @@ impl ScopeState {
             hours: Ring::new(p.hour_ring),
             users: Distinct::new(),
             connections: Distinct::new(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             conns_untracked: 0,
             after_now: 0,
             max_day: EMPTY,
@@ -736,7 +740,7 @@ pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> Vec<
     if let [one] = states {
         return one.conns.values().map(sum).filter(|t| t.0 > 0).collect();
     }
-    let mut acc: HashMap<u64, (u64, u64)> = HashMap::new();
+    let mut acc: HashMap<u64, (u64, u64), IdHash> = HashMap::default();
     for s in states {
         for (h, c) in &s.conns {
             let (a, f) = sum(c);
