@@ -190,8 +190,9 @@ struct RawEvent<'a> {
 }
 
 /// One element of a payload: an object, or anything else (a rejection).
+#[allow(clippy::large_enum_variant)] // boxing it costs an allocation per event
 enum Item<'a> {
-    Object(Box<RawEvent<'a>>),
+    Object(RawEvent<'a>),
     NotObject,
 }
 
@@ -210,7 +211,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
         let raw = RawEvent::deserialize(de::value::MapAccessDeserializer::new(a))?;
-        Ok(Item::Object(Box::new(raw)))
+        Ok(Item::Object(raw))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         while a.next_element::<IgnoredAny>()?.is_some() {}
@@ -382,7 +383,7 @@ where
 
 fn validate_item(item: Item<'_>) -> Result<Event<'_>, Reject> {
     match item {
-        Item::Object(raw) => validate(*raw),
+        Item::Object(raw) => validate(raw),
         Item::NotObject => Err(Reject::MalformedJson),
     }
 }

@@ -130,7 +130,7 @@ impl Store {
         for e in engines {
             for (id, c) in e.connectors {
                 let mut one = Engine {
-                    connectors: std::collections::HashMap::from([(id.clone(), c)]),
+                    connectors: [(id.clone(), c)].into_iter().collect(),
                     max_day: e.max_day,
                     aged_out: 0,
                 };
