@@ -18,8 +18,17 @@ fn now() -> Micros {
     timeutil::parse_rfc3339(NOW).unwrap()
 }
 
+/// Cases of the decoder fuzz properties: 512 by default, `FUZZ_CASES=1000000`
+/// for the long run `.ci/run` does.
+fn fuzz_cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(PtConfig { cases: 512, ..PtConfig::default() })]
+    #![proptest_config(PtConfig { cases: fuzz_cases(), ..PtConfig::default() })]
 
     /// Arbitrary bytes never panic the decoder, and every event read is
     /// reported once.
