@@ -22,31 +22,10 @@ TOPIC=connector-events
 WORK=$(mktemp -d /tmp/fallback-test.XXXXXX)
 MOCK_PID=""; DAEMON_PID=""; RESULT=FAIL
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
-stop_pid() {
-    local pid=$1
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    trap - EXIT INT TERM
-    stop_pid "$DAEMON_PID"; stop_pid "$MOCK_PID"
-    if [[ "$RESULT" == PASS && "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; else echo "work directory kept: $WORK"; fi
-    echo "$RESULT"
-    [[ "$RESULT" == PASS ]]
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { log "FAIL: $*"; exit 1; }
+source "$HERE/lib.sh"
 
-cp "$BIN_SRC" "$WORK/bin"; BIN="$WORK/bin"
-"$BIN" mock-kafka --topic "$TOPIC:32" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-for _ in $(seq 1 100); do [[ -s "$WORK/mock.out" ]] && break; sleep 0.05; done
-BROKERS=$(head -1 "$WORK/mock.out")
+use_binary
+start_mock 32
 python3 "$HERE/gen_corpus.py" --out "$WORK/corpus.ndjson" --events "$EVENTS" >/dev/null
 N=$(wc -l <"$WORK/corpus.ndjson")
 python3 "$HERE/produce.py" --brokers "$BROKERS" --topic "$TOPIC" --input "$WORK/corpus.ndjson" >/dev/null

@@ -35,47 +35,12 @@ MOCK_PID=""
 DAEMON_PID=""
 RESULT=FAIL
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+STOP_GRACE=100
+source "$HERE/lib.sh"
 
-stop_pid() {
-    local pid=$1
-    [[ -n "$pid" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+use_binary
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pid "$DAEMON_PID"
-    stop_pid "$MOCK_PID"
-    for pid in $(jobs -p); do stop_pid "$pid"; done
-    if [[ "$RESULT" == PASS && "${KEEP:-0}" != 1 ]]; then
-        rm -rf "$WORK"
-    else
-        echo "work directory kept: $WORK"
-    fi
-    echo "$RESULT"
-    [[ "$RESULT" == PASS ]] && exit 0 || exit $(( rc == 0 ? 1 : rc ))
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() { log "FAIL: $*"; exit 1; }
-
-[[ -x "$BIN_SRC" ]] || fail "no binary at $BIN_SRC (cargo build --release)"
-cp "$BIN_SRC" "$WORK/bin"
-BIN="$WORK/bin"
-
-"$BIN" mock-kafka --topic "$TOPIC:$PARTITIONS" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-for _ in $(seq 1 100); do [[ -s "$WORK/mock.out" ]] && break; sleep 0.05; done
-BROKERS=$(head -1 "$WORK/mock.out")
-[[ -n "$BROKERS" ]] || fail "mock-kafka printed no address"
-log "mock-kafka pid $MOCK_PID at $BROKERS"
+start_mock "$PARTITIONS"
 
 CORPUS="$WORK/hostile.ndjson"
 python3 "$HERE/gen_corpus.py" --profile hostile --out "$CORPUS" --seed "$SEED" --days 20 \

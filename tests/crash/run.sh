@@ -47,53 +47,17 @@ MOCK_PID=""
 DAEMON_PID=""
 RESULT=FAIL
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
-
-stop_pid() {  # TERM, then KILL after 3 s; only our own children
-    local pid=$1
-    [[ -n "$pid" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pid "$DAEMON_PID"
-    stop_pid "$MOCK_PID"
-    for pid in $(jobs -p); do stop_pid "$pid"; done
-    if [[ "$RESULT" == PASS && "${KEEP:-0}" != 1 ]]; then
-        rm -rf "$WORK"
-    else
-        echo "work directory kept: $WORK (daemon logs: $WORK/daemon.*.log)"
-    fi
-    echo "$RESULT"
-    [[ "$RESULT" == PASS ]] && exit 0 || exit $(( rc == 0 ? 1 : rc ))
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() { log "FAIL: $*"; exit 1; }
+source "$HERE/lib.sh"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-[[ -x "$BIN_SRC" ]] || fail "no binary at $BIN_SRC (cargo build --release)"
-cp "$BIN_SRC" "$WORK/bin"
-BIN="$WORK/bin"
+use_binary
 log "work dir $WORK, corpus seed $SEED, kill seed $KILL_SEED, $EVENTS events"
 
 # --- mock Kafka --------------------------------------------------------------
-"$BIN" mock-kafka --topic "$TOPIC:$PARTITIONS" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-for _ in $(seq 1 100); do [[ -s "$WORK/mock.out" ]] && break; sleep 0.05; done
-BROKERS=$(head -1 "$WORK/mock.out")
-[[ -n "$BROKERS" ]] || fail "mock-kafka printed no address: $(cat "$WORK/mock.err")"
-log "mock-kafka pid $MOCK_PID at $BROKERS"
+start_mock "$PARTITIONS"
 mock_alive() { kill -0 "$MOCK_PID" 2>/dev/null || fail "mock-kafka (pid $MOCK_PID) died: not a daemon failure; $(tail -3 "$WORK/mock.err")"; }
 
 # --- corpus, config, produce ------------------------------------------------
