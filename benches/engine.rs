@@ -114,11 +114,7 @@ fn decode(f: &Fixture) -> u64 {
 }
 
 fn admission(f: &Fixture) -> Admission {
-    Admission {
-        min_day: Some(timeutil::day_of(f.now) - f.cfg.criteria.retention_days as i32 + 1),
-        max_ts: None,
-        cutoff: Some(f.now),
-    }
+    Admission::report_at(f.now, f.cfg.criteria.retention_days)
 }
 
 fn aggregate(f: &Fixture) -> u64 {

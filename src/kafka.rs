@@ -35,7 +35,6 @@ use crate::checkpoint::{self, SnapshotRef};
 use crate::daemon::{wall_clock, Shared};
 use crate::event::{self, Event, Reject, RejectCounts};
 use crate::state::Admission;
-use crate::timeutil::{day_of, Micros};
 
 /// Most messages handled in one batch.
 const MAX_BATCH: usize = 4096;
@@ -445,11 +444,11 @@ impl Consumer {
         let inner = &*self.inner;
         let cfg = &inner.shared.cfg;
         let now = wall_clock();
-        let adm = Admission {
-            min_day: Some(day_of(now) - cfg.criteria.retention_days as i32 + 1),
-            max_ts: Some(now + cfg.criteria.max_future_skew_seconds as Micros * 1_000_000),
-            cutoff: None,
-        };
+        let adm = Admission::daemon_at(
+            now,
+            cfg.criteria.retention_days,
+            cfg.criteria.max_future_skew_seconds,
+        );
         let workers = inner.workers.min(batch.len().div_ceil(PARALLEL_MIN)).max(1);
         let shards = inner.shared.store.shard_count();
         let per = batch.len().div_ceil(workers);

@@ -15,11 +15,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
-use crate::criteria::Status;
 use crate::event::{self, Event, Reject, RejectCounts};
 use crate::state::Admission;
 use crate::store::{ScopeReport, Store};
-use crate::timeutil::{self, day_of, Micros};
+use crate::timeutil::{self, Micros};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -191,14 +190,6 @@ fn scope_json(s: &ScopeReport) -> Value {
     })
 }
 
-/// Counts a status per scope (for summaries and tests).
-pub fn status_of(r: &Report, connector: &str, cloud: &str) -> Option<Status> {
-    r.scopes
-        .iter()
-        .find(|s| s.measures.connector == connector && s.measures.cloud_label() == cloud)
-        .map(|s| s.verdict.status)
-}
-
 /// Bytes per chunk handed to a decode thread.
 const CHUNK: usize = 1 << 20;
 
@@ -253,11 +244,7 @@ pub fn report_file(
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let store = Store::from_config(cfg, 64);
     let adm = match now {
-        Some(n) => Admission {
-            min_day: Some(day_of(n) - cfg.criteria.retention_days as i32 + 1),
-            max_ts: None,
-            cutoff: Some(n),
-        },
+        Some(n) => Admission::report_at(n, cfg.criteria.retention_days),
         None => Admission::default(),
     };
     let progress = std::io::stderr().is_terminal() && size > 64 * CHUNK as u64;

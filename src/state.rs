@@ -814,6 +814,33 @@ pub struct Admission {
     pub cutoff: Option<Micros>,
 }
 
+/// The first UTC day inside a retention of `days` days at `now` (SPEC §4):
+/// events on earlier days are `too_old`.
+pub fn retention_start(now: Micros, days: u32) -> i32 {
+    day_of(now) - days as i32 + 1
+}
+
+impl Admission {
+    /// `report --now`: `too_old` measured from `now`; events after `now`
+    /// are valid but outside every window; no `from_future`.
+    pub fn report_at(now: Micros, retention_days: u32) -> Admission {
+        Admission {
+            min_day: Some(retention_start(now, retention_days)),
+            max_ts: None,
+            cutoff: Some(now),
+        }
+    }
+
+    /// The daemon at wall-clock `now`: `too_old` and `from_future`.
+    pub fn daemon_at(now: Micros, retention_days: u32, max_future_skew_seconds: u64) -> Admission {
+        Admission {
+            min_day: Some(retention_start(now, retention_days)),
+            max_ts: Some(now + max_future_skew_seconds as Micros * 1_000_000),
+            cutoff: None,
+        }
+    }
+}
+
 /// The state of a set of connectors (one shard of the daemon, or all).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
@@ -845,6 +872,7 @@ impl Engine {
         budget: &SeriesBudget,
     ) -> Result<(), Reject> {
         let day = day_of(ev.ts);
+        // Events too old for the newest day recorded (report without `--now`).
         let own_min = if self.max_day == EMPTY {
             i32::MIN
         } else {

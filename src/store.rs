@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::criteria::{self, ScopeMeasures, Verdict};
 use crate::event::{Event, Reject, RejectCounts};
 use crate::state::{self, Admission, Engine, Params, ScopeState, SeriesBudget};
-use crate::timeutil::{day_of, Micros};
+use crate::timeutil::Micros;
 
 /// One scope's measures and verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,31 +98,6 @@ impl Store {
         accepted
     }
 
-    /// Ingests events one message at a time, calling `on_reject(i, reason)`
-    /// for each event `i` the engine turns away (for dead letters).
-    pub fn ingest_each(
-        &self,
-        events: &[Event<'_>],
-        adm: &Admission,
-        mut on_reject: impl FnMut(usize, Reject),
-    ) {
-        let n = self.shards.len();
-        let mut current: Option<(usize, MutexGuard<'_, Engine>)> = None;
-        for (i, ev) in events.iter().enumerate() {
-            let shard = state::shard_of(&ev.connector, n);
-            if current.as_ref().map(|c| c.0) != Some(shard) {
-                // Release the previous shard first: holding two could
-                // deadlock against another thread taking them in reverse.
-                drop(current.take());
-                current = Some((shard, self.lock(shard)));
-            }
-            let e = &mut current.as_mut().expect("just set").1;
-            if let Err(r) = e.ingest(ev, adm, &self.params, &self.budget) {
-                on_reject(i, r);
-            }
-        }
-    }
-
     /// Loads the engines of a snapshot, re-sharding them if the shard count
     /// changed.
     pub fn restore(&self, engines: Vec<Engine>) {
@@ -191,7 +166,7 @@ impl Store {
     /// hindsight, for `report` without `--now`), and drops their scopes
     /// when nothing else is left in them.
     pub fn settle_retention(&self, now: Micros) -> u64 {
-        let min_day = day_of(now) - self.params.retention_days as i32 + 1;
+        let min_day = state::retention_start(now, self.params.retention_days);
         let mut n = 0;
         for i in 0..self.shards.len() {
             let mut e = self.lock(i);
@@ -209,7 +184,7 @@ impl Store {
 
     /// Drops scopes whose events all left retention (daemon housekeeping).
     pub fn prune(&self, now: Micros) -> usize {
-        let min_day = day_of(now) - self.params.retention_days as i32 + 1;
+        let min_day = state::retention_start(now, self.params.retention_days);
         (0..self.shards.len())
             .map(|i| self.lock(i).prune(min_day, &self.budget))
             .sum()

@@ -126,11 +126,7 @@ fn config() -> Config {
 fn report_json(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> Value {
     let now = now();
     let store = Store::from_config(cfg, shards);
-    let adm = Admission {
-        min_day: Some(timeutil::day_of(now) - cfg.criteria.retention_days as i32 + 1),
-        max_ts: None,
-        cutoff: Some(now),
-    };
+    let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let mut rejected = RejectCounts::default();
     for b in batches {
         let payload: String = b.iter().map(|l| format!("{l}\n")).collect();
@@ -149,11 +145,7 @@ fn report_json(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> Value {
 fn full(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> (Value, String) {
     let now = now();
     let store = Store::from_config(cfg, shards);
-    let adm = Admission {
-        min_day: Some(timeutil::day_of(now) - cfg.criteria.retention_days as i32 + 1),
-        max_ts: None,
-        cutoff: Some(now),
-    };
+    let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let mut rejected = RejectCounts::default();
     for b in batches {
         let payload: String = b.iter().map(|l| format!("{l}\n")).collect();

@@ -81,11 +81,7 @@ fn run(cfg: &str, events: &[E], now: &str) -> Report {
 fn run_cfg(cfg: &Config, events: &[E], now: &str) -> Report {
     let now = t(now);
     let store = Store::from_config(cfg, 4);
-    let adm = Admission {
-        min_day: Some(timeutil::day_of(now) - cfg.criteria.retention_days as i32 + 1),
-        max_ts: None,
-        cutoff: Some(now),
-    };
+    let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let payload: String = events.iter().map(|e| e.line() + "\n").collect();
     let mut rejected = RejectCounts::default();
     let mut evs = Vec::new();
