@@ -1,0 +1,239 @@
+//! The state of a set of connectors (one shard of the daemon, or all of
+//! `report`): admission of events into scopes, the shared series budget,
+//! merging shards and pruning scopes past retention.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::admission::Admission;
+use super::scope::ScopeState;
+use super::{ConnectorHash, Params, EMPTY};
+use crate::classify::Cloud;
+use crate::event::{Event, Reject};
+use crate::timeutil::day_of;
+
+/// All the clouds of one connector.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConnectorState {
+    pub clouds: [Option<Box<ScopeState>>; 6],
+}
+
+impl ConnectorState {
+    pub fn scopes(&self) -> impl Iterator<Item = (Cloud, &ScopeState)> {
+        Cloud::ALL
+            .iter()
+            .filter_map(|c| self.clouds[c.index()].as_deref().map(|s| (*c, s)))
+    }
+}
+
+/// The series budget shared by all shards (`max_series`).
+#[derive(Debug)]
+pub struct SeriesBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl SeriesBudget {
+    pub fn new(limit: usize) -> SeriesBudget {
+        SeriesBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+    pub(super) fn claim(&self) -> bool {
+        if self.used.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            self.used.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// The state of a set of connectors (one shard of the daemon, or all).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Engine {
+    pub connectors: HashMap<String, ConnectorState, ConnectorHash>,
+    /// Highest event day recorded; events older than its retention are `too_old`.
+    pub max_day: i32,
+    /// Requests dropped from reused buckets (`too_old` in hindsight).
+    pub aged_out: u64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            connectors: HashMap::default(),
+            max_day: EMPTY,
+            aged_out: 0,
+        }
+    }
+}
+
+impl Engine {
+    /// Admits and records one valid event, or says why it is rejected
+    /// (`too_old`, `from_future`, `series_limit`).
+    pub fn ingest(
+        &mut self,
+        ev: &Event<'_>,
+        adm: &Admission,
+        p: &Params,
+        budget: &SeriesBudget,
+    ) -> Result<(), Reject> {
+        let day = day_of(ev.ts);
+        // Events too old for the newest day recorded (report without `--now`).
+        let own_min = if self.max_day == EMPTY {
+            i32::MIN
+        } else {
+            self.max_day - p.retention_days as i32 + 1
+        };
+        if adm.min_day.is_some_and(|m| day < m) || day < own_min {
+            return Err(Reject::TooOld);
+        }
+        if adm.max_ts.is_some_and(|m| ev.ts > m) {
+            return Err(Reject::FromFuture);
+        }
+        let after_now = adm.cutoff.is_some_and(|c| ev.ts > c);
+        let conn = match self.connectors.get_mut(ev.connector.as_ref()) {
+            Some(c) => c,
+            None => {
+                if !budget.claim() {
+                    return Err(Reject::SeriesLimit);
+                }
+                let c = self.connectors.entry(ev.connector.to_string()).or_default();
+                c.clouds[ev.cloud.index()] = Some(Box::new(ScopeState::new(p)));
+                c
+            }
+        };
+        let slot = &mut conn.clouds[ev.cloud.index()];
+        if slot.is_none() {
+            if !budget.claim() {
+                return Err(Reject::SeriesLimit);
+            }
+            *slot = Some(Box::new(ScopeState::new(p)));
+        }
+        let scope = slot.as_mut().expect("just ensured");
+        if after_now {
+            scope.after_now += 1;
+            return Ok(());
+        }
+        self.aged_out += scope.record(ev, p);
+        self.max_day = self.max_day.max(day);
+        Ok(())
+    }
+
+    /// Merges another engine (another shard or batch of the same events).
+    pub fn merge(&mut self, o: &Engine, p: &Params, budget: &SeriesBudget) {
+        self.aged_out += o.aged_out;
+        self.max_day = self.max_day.max(o.max_day);
+        for (id, oc) in &o.connectors {
+            let c = self.connectors.entry(id.clone()).or_default();
+            for cloud in Cloud::ALL {
+                let Some(os) = &oc.clouds[cloud.index()] else {
+                    continue;
+                };
+                match &mut c.clouds[cloud.index()] {
+                    Some(s) => self.aged_out += s.merge(os, p),
+                    slot @ None => {
+                        budget.claim();
+                        *slot = Some(os.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets scopes with no events left in `min_day..` (daemon: scopes
+    /// whose traffic stopped more than `retention_days` ago; report: also
+    /// scopes whose only events come after `--now`, which do not exist yet
+    /// at `now`, SPEC §5), releasing their series budget. Returns how many
+    /// were dropped.
+    pub fn prune(&mut self, min_day: i32, budget: &SeriesBudget) -> usize {
+        let mut dropped = 0;
+        self.connectors.retain(|_, c| {
+            for slot in c.clouds.iter_mut() {
+                if slot
+                    .as_ref()
+                    .is_some_and(|s| s.requests_in_days(min_day, i32::MAX) == 0)
+                {
+                    *slot = None;
+                    dropped += 1;
+                }
+            }
+            c.clouds.iter().any(Option::is_some)
+        });
+        budget.release(dropped);
+        dropped
+    }
+
+    /// Number of (connector, cloud) scopes held.
+    pub fn scope_count(&self) -> usize {
+        self.connectors
+            .values()
+            .map(|c| c.clouds.iter().filter(|s| s.is_some()).count())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::distinct_count;
+    use crate::state::testutil::{ev, params};
+    use crate::timeutil::parse_rfc3339;
+    use std::borrow::Cow;
+
+    #[test]
+    fn distinct_exact_with_day_windows() {
+        let p = params();
+        let b = SeriesBudget::new(10);
+        let mut e = Engine::default();
+        for (ts, u) in [
+            ("2026-11-20T10:00:00Z", "a"),
+            ("2026-11-20T11:00:00Z", "a"),
+            ("2026-11-19T10:00:00Z", "b"),
+            ("2026-11-13T23:59:59Z", "c"),
+            ("2026-11-14T00:00:00Z", "c"),
+        ] {
+            e.ingest(&ev(ts, Some(u)), &Admission::default(), &p, &b)
+                .unwrap();
+        }
+        let s = e.connectors["c"].clouds[0].as_deref().unwrap();
+        let d = day_of(parse_rfc3339("2026-11-20T00:00:00Z").unwrap());
+        assert_eq!(distinct_count(&[&s.users], d - 6, d), 3); // a, b, c (Nov 14)
+        assert_eq!(distinct_count(&[&s.users], d - 13, d - 7), 1); // c (Nov 13)
+        assert_eq!(distinct_count(&[&s.users], d, d), 1);
+    }
+
+    #[test]
+    fn series_limit_counts_scopes() {
+        let p = params();
+        let b = SeriesBudget::new(2);
+        let mut e = Engine::default();
+        let mut x = ev("2026-11-20T10:00:00Z", None);
+        e.ingest(&x, &Admission::default(), &p, &b).unwrap();
+        x.cloud = Cloud::Gcc;
+        e.ingest(&x, &Admission::default(), &p, &b).unwrap();
+        x.cloud = Cloud::Dod;
+        assert_eq!(
+            e.ingest(&x, &Admission::default(), &p, &b),
+            Err(Reject::SeriesLimit)
+        );
+        x.connector = Cow::Borrowed("other");
+        assert_eq!(
+            e.ingest(&x, &Admission::default(), &p, &b),
+            Err(Reject::SeriesLimit)
+        );
+        x.connector = Cow::Borrowed("c");
+        x.cloud = Cloud::Public;
+        assert!(e.ingest(&x, &Admission::default(), &p, &b).is_ok());
+        assert_eq!(b.used(), 2);
+    }
+}

@@ -1,0 +1,173 @@
+//! Everything kept for one (connector, cloud) scope, and the buckets of a
+//! window in it.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::connections::{bump, merge_vec, ConnCounts};
+use super::counts::Counts;
+use super::distinct::Distinct;
+use super::ring::{Bucket, Ring};
+use super::{IdHash, Params, EMPTY};
+use crate::classify::{self, Class, Fault, Outcome};
+use crate::config::Window;
+use crate::event::Event;
+use crate::timeutil::{day_of, hour_of, Micros};
+
+/// Everything kept for one (connector, cloud) scope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScopeState {
+    /// Lifetime totals, for the `_total` counters.
+    pub total: Counts,
+    pub days: Ring,
+    pub hours: Ring,
+    pub users: Distinct,
+    pub connections: Distinct,
+    pub conns: HashMap<u64, ConnCounts, IdHash>,
+    /// Connections not tracked for the SLO because of the per-scope cap.
+    pub conns_untracked: u64,
+    /// Valid events after `now` (report with `--now`): outside every window.
+    pub after_now: u64,
+    max_day: i32,
+    max_hour: i32,
+}
+
+impl ScopeState {
+    pub fn new(p: &Params) -> ScopeState {
+        ScopeState {
+            total: Counts::default(),
+            days: Ring::new(p.retention_days),
+            hours: Ring::new(p.hour_ring),
+            users: Distinct::new(),
+            connections: Distinct::new(),
+            conns: HashMap::default(),
+            conns_untracked: 0,
+            after_now: 0,
+            max_day: EMPTY,
+            max_hour: EMPTY,
+        }
+    }
+
+    /// Adds one valid event. Returns the requests aged out of reused slots.
+    pub(super) fn record(&mut self, ev: &Event<'_>, p: &Params) -> u64 {
+        let class = Class::of(ev.status);
+        let outcome = classify::outcome(ev.status, ev.fault, p.unattributed);
+        let (day, hour) = (day_of(ev.ts), hour_of(ev.ts));
+        let mut aged = 0;
+        self.total.record(class, outcome);
+        if let Some(b) = self.days.slot(day, &mut aged) {
+            b.counts.record(class, outcome);
+            if let Some(ms) = ev.latency_ms {
+                b.latency.record(ms);
+            }
+        }
+        // Hour buckets leave the ring long before they leave retention:
+        // their reuse is not an event aging out.
+        let mut hour_aged = 0;
+        if let Some(b) = self.hours.slot(hour, &mut hour_aged) {
+            b.counts.record(class, outcome);
+            if let Some(ms) = ev.latency_ms {
+                b.latency.record(ms);
+            }
+        }
+        if let Some(u) = &ev.user {
+            self.users
+                .insert(xxh3_64(u.as_bytes()), day, p.retention_days);
+        }
+        if day > self.max_day || hour > self.max_hour {
+            self.prune_conns(day, hour, p);
+        }
+        if let Some(c) = &ev.connection {
+            let h = xxh3_64(c.as_bytes());
+            self.connections.insert(h, day, p.retention_days);
+            // Only events that count for availability make a connection active.
+            let counts = match outcome {
+                Outcome::Success | Outcome::Failure(Fault::Client) => Some(false),
+                Outcome::Failure(Fault::Connector) => Some(true),
+                Outcome::Throttled | Outcome::Failure(Fault::Backend) => None,
+            };
+            if let Some(fail) = counts {
+                let cap = p.max_connections_per_scope;
+                let len = self.conns.len();
+                match self.conns.entry(h) {
+                    Entry::Occupied(mut e) => {
+                        bump(&mut e.get_mut().days, day, fail);
+                        bump(&mut e.get_mut().hours, hour, fail);
+                    }
+                    Entry::Vacant(e) if len < cap => {
+                        let c = e.insert(ConnCounts::default());
+                        bump(&mut c.days, day, fail);
+                        bump(&mut c.hours, hour, fail);
+                    }
+                    Entry::Vacant(_) => self.conns_untracked += 1,
+                }
+            }
+        }
+        aged
+    }
+
+    /// Drops per-connection buckets that left the rings.
+    fn prune_conns(&mut self, day: i32, hour: i32, p: &Params) {
+        let new_day = day > self.max_day;
+        self.max_day = self.max_day.max(day);
+        self.max_hour = self.max_hour.max(hour);
+        let min_day = self.max_day - p.retention_days as i32 + 1;
+        let min_hour = self.max_hour - p.hour_ring as i32 + 1;
+        self.conns.retain(|_, c| {
+            if new_day {
+                c.days.retain(|e| e.0 >= min_day);
+            }
+            c.hours.retain(|e| e.0 >= min_hour);
+            !c.days.is_empty()
+        });
+    }
+
+    /// Merges another scope's state into this one.
+    pub fn merge(&mut self, o: &ScopeState, p: &Params) -> u64 {
+        let mut aged = 0;
+        self.total.add(&o.total);
+        self.days.merge(&o.days, &mut aged);
+        self.hours.merge(&o.hours, &mut 0);
+        self.users.merge(&o.users, p.retention_days);
+        self.connections.merge(&o.connections, p.retention_days);
+        for (h, c) in &o.conns {
+            let e = self.conns.entry(*h).or_default();
+            merge_vec(&mut e.days, &c.days);
+            merge_vec(&mut e.hours, &c.hours);
+        }
+        self.conns_untracked += o.conns_untracked;
+        self.after_now += o.after_now;
+        if o.max_day != EMPTY {
+            self.prune_conns(o.max_day, o.max_hour, p);
+        }
+        aged
+    }
+
+    /// Requests in the day buckets of `lo..=hi`.
+    pub fn requests_in_days(&self, lo: i32, hi: i32) -> u64 {
+        self.days.range(lo, hi).map(|b| b.counts.requests).sum()
+    }
+}
+
+/// The buckets of a window at `now`: day buckets for day windows, hour
+/// buckets for hour windows.
+pub fn window_buckets(
+    s: &ScopeState,
+    w: Window,
+    now: Micros,
+) -> impl Iterator<Item = &Bucket> + Clone {
+    let (ring, lo, hi) = match w {
+        Window::Days(n) => {
+            let d = day_of(now);
+            (&s.days, d - n as i32 + 1, d)
+        }
+        Window::Hours(n) => {
+            let h = hour_of(now);
+            (&s.hours, h - n as i32 + 1, h)
+        }
+    };
+    ring.range(lo, hi)
+}
