@@ -21,7 +21,8 @@ use crate::state::Engine;
 use crate::timeutil::Micros;
 
 const MAGIC: &[u8; 4] = b"CGAS";
-pub const VERSION: u32 = 2;
+/// 3: SLO connection sample (`conn_shift`) and HDR latencies up to 24 h.
+pub const VERSION: u32 = 3;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +104,12 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, CheckpointError> {
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if version != VERSION {
+        // Older formats are not migrated (version 2 lacks the SLO sample
+        // and held latencies in a narrower HDR range): refuse, and say how
+        // to start over.
         return Err(bad(&format!(
-            "format version {version}, this build reads {VERSION}"
+            "format version {version}, this build reads only {VERSION}: \
+             start once with --fresh to discard it"
         )));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
@@ -252,6 +257,23 @@ mod tests {
 
         discard(dir.path()).unwrap();
         assert!(load(dir.path()).unwrap().is_none());
+    }
+
+    /// A snapshot of an older format refuses start-up, saying what to do.
+    #[test]
+    fn old_format_version_refuses_with_fresh_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::default();
+        let (offsets, totals, rej) = (BTreeMap::new(), BTreeMap::new(), RejectCounts::default());
+        let mut b = encode(&snap_ref(&offsets, vec![&e], &totals, &rej)).unwrap();
+        // Bytes 4..8 hold the format version: make it the previous one, 2.
+        b[4..8].copy_from_slice(&2u32.to_le_bytes());
+        fs::write(current_path(dir.path()), &b).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("format version 2"), "{err}");
+        assert!(err.contains("reads only 3"), "{err}");
+        assert!(err.contains("--fresh"), "{err}");
+        assert!(err.contains("refusing to start empty"), "{err}");
     }
 
     #[test]

@@ -66,9 +66,10 @@ pub fn measure_window(
         &PERCENTILES,
     );
     let sla = cfg.criteria.sla_availability;
+    let sample = state::connection_totals(states, w, now);
     let mut active = 0;
     let mut meeting = 0;
-    for (den, fail) in state::connection_totals(states, w, now) {
+    for &(den, fail) in &sample.totals {
         active += 1;
         // Each connection's own availability, by the same formula
         // (its denominator already excludes throttled and backend failures).
@@ -76,6 +77,9 @@ pub fn measure_window(
             meeting += 1;
         }
     }
+    // Past `max_connections_per_scope` the totals are a hash sample
+    // (SPEC §5): the counts are scaled up by it; the ratio is unchanged.
+    let (active, meeting) = (active * sample.scale, meeting * sample.scale);
     WindowMeasures {
         window: w,
         availability: availability(

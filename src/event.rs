@@ -8,6 +8,7 @@
 //! `malformed_json`. Nothing here reads a clock or panics on any input.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -169,24 +170,97 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
 }
 
 /// The fields of SPEC §2; unknown fields are skipped, `null` is `None`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct RawEvent<'a> {
-    #[serde(borrow, default)]
     ts: Option<Field<'a>>,
-    #[serde(borrow, default)]
     connector: Option<Field<'a>>,
-    #[serde(borrow, default)]
     cloud: Option<Field<'a>>,
-    #[serde(borrow, default)]
     status: Option<Field<'a>>,
-    #[serde(borrow, default)]
     fault: Option<Field<'a>>,
-    #[serde(borrow, default)]
     latency_ms: Option<Field<'a>>,
-    #[serde(borrow, default)]
     user: Option<Field<'a>>,
-    #[serde(borrow, default)]
     connection: Option<Field<'a>>,
+}
+
+impl<'a> RawEvent<'a> {
+    /// The slot of a known key, by its index in SPEC §2's table.
+    fn slot(&mut self, key: &str) -> Option<(usize, &mut Option<Field<'a>>)> {
+        Some(match key {
+            "ts" => (0, &mut self.ts),
+            "connector" => (1, &mut self.connector),
+            "cloud" => (2, &mut self.cloud),
+            "status" => (3, &mut self.status),
+            "fault" => (4, &mut self.fault),
+            "latency_ms" => (5, &mut self.latency_ms),
+            "user" => (6, &mut self.user),
+            "connection" => (7, &mut self.connection),
+            _ => return None,
+        })
+    }
+}
+
+/// An object key, borrowed from the payload unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// The unknown keys of one object, to find a duplicate among them: a short
+/// list while few (the common case allocates once at most), a hash set
+/// beyond, so an object of a million keys stays linear.
+#[derive(Default)]
+struct OtherKeys<'a> {
+    few: Vec<Cow<'a, str>>,
+    many: HashSet<Cow<'a, str>>,
+}
+
+impl<'a> OtherKeys<'a> {
+    /// Adds a key; `false` when it was already there.
+    fn insert(&mut self, k: Cow<'a, str>) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&k) {
+                return false;
+            }
+            self.few.push(k);
+            if self.few.len() > 16 {
+                self.many.extend(self.few.drain(..));
+            }
+            true
+        } else {
+            self.many.insert(k)
+        }
+    }
+}
+
+/// A known field's value read as raw JSON text, then parsed on its own: a
+/// number out of `f64`'s range (`1e400`) becomes an infinite float, which
+/// every field rejects with its own reason (SPEC §2: `invalid_latency` for
+/// a latency), instead of failing the whole payload.
+fn lenient_field(raw: &serde_json::value::RawValue) -> Option<Field<'_>> {
+    match serde_json::from_str::<Option<Field<'_>>>(raw.get()) {
+        Ok(f) => f,
+        Err(_) if raw.get().starts_with('-') => Some(Field::F64(f64::NEG_INFINITY)),
+        Err(_) => Some(Field::F64(f64::INFINITY)),
+    }
 }
 
 /// One element of a payload: an object, or anything else (a rejection).
@@ -194,6 +268,8 @@ struct RawEvent<'a> {
 enum Item<'a> {
     Object(RawEvent<'a>),
     NotObject,
+    /// An object with a duplicate key, or holding invalid UTF-8 (SPEC §2).
+    Malformed,
 }
 
 /// A whole payload (or NDJSON line): one item or an array of items.
@@ -202,16 +278,57 @@ enum Doc<'a> {
     Many(Vec<Item<'a>>),
 }
 
-struct ItemVisitor;
+/// Reads one element. `lenient`: known fields are read as raw text first,
+/// so a number out of range is that field's rejection, not a parse error
+/// (a second pass, taken only when the first met such a number).
+#[derive(Clone, Copy)]
+struct ItemVisitor {
+    lenient: bool,
+}
 
 impl<'de> Visitor<'de> for ItemVisitor {
     type Value = Item<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
-        let raw = RawEvent::deserialize(de::value::MapAccessDeserializer::new(a))?;
-        Ok(Item::Object(raw))
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawEvent::default();
+        let mut known = 0u8;
+        let mut others = OtherKeys::default();
+        let mut duplicate = false;
+        while let Some(Key(k)) = a.next_key::<Key<'de>>()? {
+            if duplicate {
+                // The object is rejected already: only read past it.
+                a.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            match raw.slot(&k) {
+                Some((i, slot)) => {
+                    if known & (1 << i) != 0 {
+                        duplicate = true;
+                        a.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    known |= 1 << i;
+                    *slot = if self.lenient {
+                        lenient_field(a.next_value::<&'de serde_json::value::RawValue>()?)
+                    } else {
+                        a.next_value::<Option<Field<'de>>>()?
+                    };
+                }
+                None => {
+                    duplicate = !others.insert(k);
+                    a.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        // SPEC §2: an object with a duplicate key is `malformed_json`, and
+        // only that object.
+        Ok(if duplicate {
+            Item::Malformed
+        } else {
+            Item::Object(raw)
+        })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         while a.next_element::<IgnoredAny>()?.is_some() {}
@@ -240,15 +357,25 @@ impl<'de> Visitor<'de> for ItemVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for Item<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ItemVisitor)
+/// Reads a whole document (one value, or an array of values).
+#[derive(Clone, Copy)]
+struct DocSeed {
+    lenient: bool,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ItemVisitor {
+    type Value = Item<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Item<'de>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-impl<'de> Deserialize<'de> for Doc<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
+impl<'de> de::DeserializeSeed<'de> for DocSeed {
+    type Value = Doc<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc<'de>, D::Error> {
+        struct V {
+            lenient: bool,
+        }
         impl<'de> Visitor<'de> for V {
             type Value = Doc<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -256,13 +383,20 @@ impl<'de> Deserialize<'de> for Doc<'de> {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 let mut items = Vec::with_capacity(a.size_hint().unwrap_or(16).min(4096));
-                while let Some(it) = a.next_element::<Item<'de>>()? {
+                let seed = ItemVisitor {
+                    lenient: self.lenient,
+                };
+                while let Some(it) = a.next_element_seed(seed)? {
                     items.push(it);
                 }
                 Ok(Doc::Many(items))
             }
             fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
-                ItemVisitor.visit_map(a).map(Doc::One)
+                ItemVisitor {
+                    lenient: self.lenient,
+                }
+                .visit_map(a)
+                .map(Doc::One)
             }
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(Doc::One(Item::NotObject))
@@ -283,7 +417,9 @@ impl<'de> Deserialize<'de> for Doc<'de> {
                 Ok(Doc::One(Item::NotObject))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V {
+            lenient: self.lenient,
+        })
     }
 }
 
@@ -307,17 +443,22 @@ where
     F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
 {
     let mut n = 0u64;
+    // SPEC §2: a byte-order mark at the start of a message is ignored.
+    let payload = payload.strip_prefix(BOM).unwrap_or(payload);
+    // Lines of valid UTF-8 need no second check: a line end never falls
+    // inside a multi-byte character.
+    let utf8 = std::str::from_utf8(payload).is_ok();
     // Fast path: the whole payload is one JSON value (object or array).
     // It fails at the second value of an NDJSON payload, which is then read
     // line by line: a pretty-printed single object still decodes as one.
-    match parse_doc(payload) {
+    match parse_value(payload, utf8) {
         Some(doc) => emit_doc(doc, payload, &mut f, &mut n),
         None => {
             for line in payload.split(|&b| b == b'\n') {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                match parse_doc(line) {
+                match parse_value(line, utf8) {
                     Some(doc) => emit_doc(doc, line, &mut f, &mut n),
                     None => {
                         n += 1;
@@ -330,8 +471,12 @@ where
     n
 }
 
+/// The UTF-8 byte-order mark, ignored at the start of a message or file.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Decodes one NDJSON line (or any single payload): used by `report`'s
-/// line-oriented reader, which has already split the file into lines.
+/// line-oriented reader, which has already split the file into lines (and
+/// dropped the file's byte-order mark).
 pub fn decode_line<'a, F>(line: &'a [u8], f: &mut F) -> u64
 where
     F: FnMut(Result<Event<'a>, Reject>),
@@ -341,7 +486,7 @@ where
         return 0;
     }
     let mut g = |r, _: &'a [u8], _| f(r);
-    match parse_doc(line) {
+    match parse_value(line, std::str::from_utf8(line).is_ok()) {
         Some(doc) => emit_doc(doc, line, &mut g, &mut n),
         None => {
             n += 1;
@@ -353,14 +498,81 @@ where
 
 /// Whether `bytes` hold exactly one JSON value (one NDJSON line).
 pub fn is_complete_doc(bytes: &[u8]) -> bool {
-    parse_doc(bytes).is_some()
+    parse_value(bytes, std::str::from_utf8(bytes).is_ok()).is_some()
 }
 
-fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
+/// Parses one JSON value (a payload or a line) into its elements; `None`
+/// when it is not one JSON value. `utf8`: the bytes are known valid UTF-8.
+///
+/// Three passes, each taken only when the one before cannot answer:
+/// 1. one streaming parse (every valid payload);
+/// 2. when that met a number out of `f64`'s range: again, with known
+///    fields read as raw text ([`lenient_field`]);
+/// 3. when the bytes are not UTF-8: the document's structure is read from
+///    a copy with each invalid byte replaced by `?`, and each element is
+///    then decoded from the original bytes, or is `malformed_json` when it
+///    holds an invalid byte (SPEC §2: only that event).
+fn parse_value(bytes: &[u8], utf8: bool) -> Option<Doc<'_>> {
+    if !utf8 {
+        return parse_invalid_utf8(bytes);
+    }
+    match parse_doc(bytes, false) {
+        Ok(doc) => Some(doc),
+        Err(e) if e.to_string().starts_with("number out of range") => parse_doc(bytes, true).ok(),
+        Err(_) => None,
+    }
+}
+
+fn parse_doc(bytes: &[u8], lenient: bool) -> Result<Doc<'_>, serde_json::Error> {
+    use de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let doc = Doc::deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(doc)
+    let doc = DocSeed { lenient }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(doc)
+}
+
+/// Pass 3 of [`parse_value`]: a value holding invalid UTF-8.
+fn parse_invalid_utf8(bytes: &[u8]) -> Option<Doc<'_>> {
+    use serde_json::value::RawValue;
+    // Same length, so spans in the copy are spans in the original.
+    let mut clean = Vec::with_capacity(bytes.len());
+    let mut bad: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut rest = bytes;
+    while let Err(e) = std::str::from_utf8(rest) {
+        let ok = e.valid_up_to();
+        let len = e.error_len().unwrap_or(rest.len() - ok);
+        clean.extend_from_slice(&rest[..ok]);
+        clean.extend(std::iter::repeat_n(b'?', len));
+        let at = clean.len() - len;
+        bad.push(at..at + len);
+        rest = &rest[ok + len..];
+    }
+    clean.extend_from_slice(rest);
+    let clean = String::from_utf8(clean).ok()?;
+    let whole: &RawValue = serde_json::from_str(&clean).ok()?;
+    let span = |r: &RawValue| {
+        let at = r.get().as_ptr() as usize - clean.as_ptr() as usize;
+        at..at + r.get().len()
+    };
+    let item = |r: &RawValue| {
+        let sp = span(r);
+        if bad.iter().any(|b| b.start < sp.end && sp.start < b.end) {
+            return Item::Malformed;
+        }
+        // Valid UTF-8 in the original too: decode it from there, so the
+        // event borrows the payload.
+        match parse_value(&bytes[sp], true) {
+            Some(Doc::One(it)) => it,
+            // An array element that is itself an array is not an object.
+            _ => Item::NotObject,
+        }
+    };
+    if whole.get().starts_with('[') {
+        let elems: Vec<&RawValue> = serde_json::from_str(whole.get()).ok()?;
+        Some(Doc::Many(elems.into_iter().map(item).collect()))
+    } else {
+        Some(Doc::One(item(whole)))
+    }
 }
 
 fn emit_doc<'a, F>(doc: Doc<'a>, raw: &'a [u8], f: &mut F, n: &mut u64)
@@ -384,9 +596,12 @@ where
 fn validate_item(item: Item<'_>) -> Result<Event<'_>, Reject> {
     match item {
         Item::Object(raw) => validate(raw),
-        Item::NotObject => Err(Reject::MalformedJson),
+        Item::NotObject | Item::Malformed => Err(Reject::MalformedJson),
     }
 }
+
+/// The last millisecond of year 9999: 253402300799999 (SPEC §2).
+pub const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
 
 fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, Reject> {
     let (ts, connector) = match (raw.ts, raw.connector) {
@@ -395,11 +610,13 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, Reject> {
     };
     let ts = match ts {
         Field::Str(s) => timeutil::parse_rfc3339(&s).ok_or(Reject::InvalidTimestamp)?,
-        Field::I64(ms) => timeutil::from_epoch_millis(ms).ok_or(Reject::InvalidTimestamp)?,
-        Field::U64(ms) => i64::try_from(ms)
-            .ok()
-            .and_then(timeutil::from_epoch_millis)
-            .ok_or(Reject::InvalidTimestamp)?,
+        // SPEC §2: epoch milliseconds in 0 ..= 9999-12-31T23:59:59.999Z.
+        Field::I64(ms) if (0..=MAX_EPOCH_MILLIS).contains(&ms) => {
+            timeutil::from_epoch_millis(ms).ok_or(Reject::InvalidTimestamp)?
+        }
+        Field::U64(ms) if ms <= MAX_EPOCH_MILLIS as u64 => {
+            timeutil::from_epoch_millis(ms as i64).ok_or(Reject::InvalidTimestamp)?
+        }
         _ => return Err(Reject::InvalidTimestamp),
     };
     let connector = match connector {

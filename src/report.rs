@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::event::{self, Event, Reject, RejectCounts};
-use crate::state::Admission;
+use crate::state::{Admission, Params};
 use crate::store::{ScopeReport, Store};
 use crate::timeutil::{self, Micros};
 
@@ -242,7 +242,9 @@ pub fn report_file(
     };
     let mut file = File::open(path).map_err(io)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let store = Store::from_config(cfg, 64);
+    // SPEC §4: in `report` only `too_old` applies; `max_series` bounds the
+    // daemon's memory over time, not a one-off file, so no series limit.
+    let store = Store::new(64, Params::from_config(cfg), usize::MAX);
     let adm = match now {
         Some(n) => Admission::report_at(n, cfg.criteria.retention_days),
         None => Admission::default(),
@@ -264,6 +266,10 @@ pub fn report_file(
     let mut first = vec![0u8; CHUNK];
     let n = read_full(&mut file, &mut first).map_err(io)?;
     first.truncate(n);
+    // SPEC §2: a UTF-8 byte-order mark at the start of the file is ignored.
+    if first.starts_with(event::BOM) {
+        first.drain(..event::BOM.len());
+    }
     let first_line = first
         .split(|&b| b == b'\n')
         .find(|l| !l.iter().all(u8::is_ascii_whitespace))

@@ -1,5 +1,16 @@
 //! Per-connection counters for the SLO (SPEC §5): availability
-//! denominator and connector failures of each connection, per day and hour.
+//! denominator and connector failures of each connection, per day and hour,
+//! and the deterministic hash sample that bounds them per scope.
+//!
+//! The sample (SPEC §5, last paragraph): a scope tracks every active
+//! connection up to `max_connections_per_scope`; past it, only those whose
+//! id hash falls in a share 2^-shift of the hash space, the shift growing by
+//! one (the share halving) until the sample fits again. Membership depends on
+//! the hash alone, and a sample at a smaller share is a subset of one at a
+//! larger share, so the set held is a function of the connections seen, not
+//! of their order, batching or sharding: as connections only ever join, the
+//! final shift is the smallest one whose sample fits. Counts are scaled up by
+//! 2^shift; the SLO, a ratio, needs no scaling.
 
 use std::collections::HashMap;
 
@@ -40,9 +51,36 @@ pub(super) fn merge_vec(v: &mut Vec<(i32, u32, u32)>, o: &[(i32, u32, u32)]) {
     }
 }
 
+/// Largest sample shift: a share of 2^-48 of the hash space.
+pub const MAX_SAMPLE_SHIFT: u32 = 48;
+
+/// Whether a connection (its xxh3 id hash) is in the sample at `shift`.
+///
+/// The sample bits are the hash's bits just below its top byte: the map
+/// keyed by these hashes (`IdHash`) takes its bucket from the low bits and
+/// its probe tag from the top 7, so a sample leaves both uniform.
+pub fn in_sample(hash: u64, shift: u32) -> bool {
+    shift == 0 || (hash << 8) >> (64 - shift.min(MAX_SAMPLE_SHIFT)) == 0
+}
+
+/// The per-connection totals of a window and the scale of their sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionSample {
+    /// (availability denominator, connector failures) of each active
+    /// connection in the sample.
+    pub totals: Vec<(u64, u64)>,
+    /// 2^shift: each sampled connection stands for this many (1 = exact).
+    pub scale: u64,
+}
+
 /// Per-connection (availability denominator, connector failures) over a
 /// window, summed across scopes ("cloud = all" sees one connection once).
-pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> Vec<(u64, u64)> {
+/// Scopes sampled at different shares merge at the smallest share (largest
+/// shift): a connection outside it is dropped from every scope, so the
+/// result is again one hash sample of the union.
+pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> ConnectionSample {
+    let shift = states.iter().map(|s| s.conn_shift).max().unwrap_or(0);
+    let scale = 1u64 << shift.min(MAX_SAMPLE_SHIFT);
     let (lo, hi, hours) = match w {
         Window::Days(n) => (day_of(now) - n as i32 + 1, day_of(now), false),
         Window::Hours(n) => (hour_of(now) - n as i32 + 1, hour_of(now), true),
@@ -56,11 +94,12 @@ pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> Vec<
             })
     };
     if let [one] = states {
-        return one.conns.values().map(sum).filter(|t| t.0 > 0).collect();
+        let totals = one.conns.values().map(sum).filter(|t| t.0 > 0).collect();
+        return ConnectionSample { totals, scale };
     }
     let mut acc: HashMap<u64, (u64, u64), IdHash> = HashMap::default();
     for s in states {
-        for (h, c) in &s.conns {
+        for (h, c) in s.conns.iter().filter(|(h, _)| in_sample(**h, shift)) {
             let (a, f) = sum(c);
             if a > 0 {
                 let e = acc.entry(*h).or_default();
@@ -69,5 +108,112 @@ pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> Vec<
             }
         }
     }
-    acc.into_values().collect()
+    ConnectionSample {
+        totals: acc.into_values().collect(),
+        scale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Cloud;
+    use crate::state::testutil::{ev, params};
+    use crate::state::{Admission, Engine, Params, SeriesBudget};
+    use crate::timeutil::parse_rfc3339;
+    use std::borrow::Cow;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    /// The sample rule written out on its own: the `shift` bits below the
+    /// hash's top byte are all zero.
+    fn sampled(id: &str, shift: u32) -> bool {
+        let h = xxh3_64(id.as_bytes());
+        shift == 0 || (h >> (56 - shift)) & ((1u64 << shift) - 1) == 0
+    }
+
+    fn feed(e: &mut Engine, p: &Params, cloud: Cloud, ids: impl Iterator<Item = String>) {
+        let b = SeriesBudget::new(100);
+        for id in ids {
+            let mut x = ev("2026-11-20T10:00:00Z", None);
+            x.cloud = cloud;
+            x.connection = Some(Cow::Owned(id));
+            e.ingest(&x, &Admission::default(), p, &b).unwrap();
+        }
+    }
+
+    /// Memory stays at the cap with far more connections, the shift is the
+    /// smallest whose sample fits, and the scaled count is within its error.
+    /// 300,000 connections, cap 1,000: a share of 2^-8 keeps about 1,172
+    /// (> 1,000), 2^-9 about 586: shift 9. The count of the sample is about
+    /// Binomial(300,000, 2^-9): standard error sqrt(586) = 24.2, so the
+    /// scaled estimate is within 4 × 24.2 × 512 = 49,600 of 300,000.
+    #[test]
+    fn sample_is_bounded_and_scaled() {
+        let p = Params {
+            max_connections_per_scope: 1_000,
+            ..params()
+        };
+        let mut e = Engine::default();
+        feed(
+            &mut e,
+            &p,
+            Cloud::Public,
+            (0..300_000).map(|i| format!("k{i}")),
+        );
+        let s = e.connectors["c"].clouds[0].as_deref().unwrap();
+        assert_eq!(s.conn_shift, 9);
+        assert!(s.conns.len() <= 1_000);
+        let kept = (0..300_000)
+            .filter(|i| sampled(&format!("k{i}"), 9))
+            .count();
+        assert_eq!(s.conns.len(), kept);
+        let now = parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let t = connection_totals(&[s], Window::Days(30), now);
+        assert_eq!(t.scale, 512);
+        let est = t.totals.len() as u64 * t.scale;
+        assert!(est.abs_diff(300_000) <= 49_600, "{est}");
+    }
+
+    /// "cloud = all" merges a sampled cloud with an exact one at the
+    /// smaller share: the exact cloud's connections outside that share drop
+    /// out, and a connection in both clouds counts once.
+    #[test]
+    fn all_scope_uses_the_smaller_share() {
+        let p = Params {
+            max_connections_per_scope: 100,
+            ..params()
+        };
+        let mut e = Engine::default();
+        feed(
+            &mut e,
+            &p,
+            Cloud::Public,
+            (0..1_000).map(|i| format!("k{i}")),
+        );
+        // Gcc: 50 of public's ids and 50 of its own, exact.
+        feed(
+            &mut e,
+            &p,
+            Cloud::Gcc,
+            (950..1_050).map(|i| format!("k{i}")),
+        );
+        let c = &e.connectors["c"];
+        let (public, gcc) = (
+            c.clouds[Cloud::Public.index()].as_deref().unwrap(),
+            c.clouds[Cloud::Gcc.index()].as_deref().unwrap(),
+        );
+        assert_eq!(gcc.conn_shift, 0);
+        let shift = public.conn_shift;
+        assert!(shift >= 1);
+        let now = parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let all = connection_totals(&[public, gcc], Window::Days(30), now);
+        assert_eq!(all.scale, 1 << shift);
+        // The union k0..k1049, sampled at `shift`, each once.
+        let want = (0..1_050)
+            .filter(|i| sampled(&format!("k{i}"), shift))
+            .count();
+        assert_eq!(all.totals.len(), want);
+        let exact = connection_totals(&[gcc], Window::Days(30), now);
+        assert_eq!((exact.totals.len(), exact.scale), (100, 1));
+    }
 }

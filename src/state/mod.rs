@@ -39,7 +39,9 @@ mod ring;
 mod scope;
 
 pub use admission::{retention_start, Admission};
-pub use connections::{connection_totals, ConnCounts};
+pub use connections::{
+    connection_totals, in_sample, ConnCounts, ConnectionSample, MAX_SAMPLE_SHIFT,
+};
 pub use counts::Counts;
 pub use distinct::{distinct_count, DaySet, Distinct, DAY_EXACT_CAP, EXACT_DISTINCT_CAP};
 pub use engine::{ConnectorState, Engine, SeriesBudget};

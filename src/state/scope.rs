@@ -1,13 +1,12 @@
 //! Everything kept for one (connector, cloud) scope, and the buckets of a
 //! window in it.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::connections::{bump, merge_vec, ConnCounts};
+use super::connections::{bump, in_sample, merge_vec, ConnCounts, MAX_SAMPLE_SHIFT};
 use super::counts::Counts;
 use super::distinct::Distinct;
 use super::ring::{Bucket, Ring};
@@ -27,8 +26,9 @@ pub struct ScopeState {
     pub users: Distinct,
     pub connections: Distinct,
     pub conns: HashMap<u64, ConnCounts, IdHash>,
-    /// Connections not tracked for the SLO because of the per-scope cap.
-    pub conns_untracked: u64,
+    /// The SLO sample's shift: `conns` holds the active connections whose
+    /// hash is [`in_sample`] at this shift (0 = all of them, exact).
+    pub conn_shift: u32,
     /// Valid events after `now` (report with `--now`): outside every window.
     pub after_now: u64,
     max_day: i32,
@@ -44,7 +44,7 @@ impl ScopeState {
             users: Distinct::new(),
             connections: Distinct::new(),
             conns: HashMap::default(),
-            conns_untracked: 0,
+            conn_shift: 0,
             after_now: 0,
             max_day: EMPTY,
             max_hour: EMPTY,
@@ -90,23 +90,25 @@ impl ScopeState {
                 Outcome::Throttled | Outcome::Failure(Fault::Backend) => None,
             };
             if let Some(fail) = counts {
-                let cap = p.max_connections_per_scope;
-                let len = self.conns.len();
-                match self.conns.entry(h) {
-                    Entry::Occupied(mut e) => {
-                        bump(&mut e.get_mut().days, day, fail);
-                        bump(&mut e.get_mut().hours, hour, fail);
-                    }
-                    Entry::Vacant(e) if len < cap => {
-                        let c = e.insert(ConnCounts::default());
-                        bump(&mut c.days, day, fail);
-                        bump(&mut c.hours, hour, fail);
-                    }
-                    Entry::Vacant(_) => self.conns_untracked += 1,
+                if in_sample(h, self.conn_shift) {
+                    let c = self.conns.entry(h).or_default();
+                    bump(&mut c.days, day, fail);
+                    bump(&mut c.hours, hour, fail);
+                    self.fit_sample(p.max_connections_per_scope);
                 }
             }
         }
         aged
+    }
+
+    /// Halves the SLO sample's share until it holds at most `cap`
+    /// connections (SPEC §5).
+    fn fit_sample(&mut self, cap: usize) {
+        while self.conns.len() > cap && self.conn_shift < MAX_SAMPLE_SHIFT {
+            self.conn_shift += 1;
+            let shift = self.conn_shift;
+            self.conns.retain(|h, _| in_sample(*h, shift));
+        }
     }
 
     /// Drops per-connection buckets that left the rings.
@@ -133,12 +135,20 @@ impl ScopeState {
         self.hours.merge(&o.hours, &mut 0);
         self.users.merge(&o.users, p.retention_days);
         self.connections.merge(&o.connections, p.retention_days);
-        for (h, c) in &o.conns {
+        // Both sides are hash samples: their union at the smaller share is
+        // the sample the merged events would have given.
+        if o.conn_shift > self.conn_shift {
+            self.conn_shift = o.conn_shift;
+            let shift = self.conn_shift;
+            self.conns.retain(|h, _| in_sample(*h, shift));
+        }
+        let shift = self.conn_shift;
+        for (h, c) in o.conns.iter().filter(|(h, _)| in_sample(**h, shift)) {
             let e = self.conns.entry(*h).or_default();
             merge_vec(&mut e.days, &c.days);
             merge_vec(&mut e.hours, &c.hours);
         }
-        self.conns_untracked += o.conns_untracked;
+        self.fit_sample(p.max_connections_per_scope);
         self.after_now += o.after_now;
         if o.max_day != EMPTY {
             self.prune_conns(o.max_day, o.max_hour, p);

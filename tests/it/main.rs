@@ -4,10 +4,15 @@
 //!   in `tests/data` (see `tests/data/HAND.md`).
 //! - `rules`: every rule of SPEC.md through the library API, table-driven,
 //!   expected values worked out by hand in comments.
+//! - `edges`: the SLO sample past `max_connections_per_scope`, `report`
+//!   without a series limit, latencies up to 24 h.
+//! - `decoder`: SPEC §2's pinned decoder edges, table-driven.
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
 
 mod daemon;
+mod decoder;
+mod edges;
 mod props;
 mod report_cli;
 mod rules;

@@ -1,4 +1,5 @@
-//! Property tests: the decoder never panics; the report does not depend on
+//! Property tests: the decoder never panics and reads generated events
+//! exactly (fields, or the first rejection reason); the report does not depend on
 //! how events are batched, ordered or sharded; distinct counts are exact up
 //! to 10,000 values.
 
@@ -10,6 +11,7 @@ use connector_ga_exporter::store::Store;
 use connector_ga_exporter::timeutil::{self, Micros, MICROS_PER_DAY};
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Value};
 
 const NOW: &str = "2026-11-20T12:00:00Z";
@@ -27,35 +29,408 @@ fn fuzz_cases() -> u32 {
         .unwrap_or(512)
 }
 
+/// What SPEC §2 promises of every valid event, whatever the input: the
+/// decoder could get each of these wrong.
+fn check_valid(e: &Event<'_>) -> Result<(), TestCaseError> {
+    let c = e.connector.as_bytes();
+    prop_assert!(!c.is_empty() && c.len() <= 128 && c[0].is_ascii_alphanumeric());
+    prop_assert!(c
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(b)));
+    prop_assert!((0..=event::MAX_EPOCH_MILLIS * 1000 + 999).contains(&e.ts));
+    prop_assert!(e.status.is_none_or(|s| (100..=599).contains(&s)));
+    prop_assert!(e.latency_ms.is_none_or(|l| l.is_finite() && l >= 0.0));
+    for id in [&e.user, &e.connection].into_iter().flatten() {
+        prop_assert!(!id.is_empty() && id.len() <= 256);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(PtConfig { cases: fuzz_cases(), ..PtConfig::default() })]
 
-    /// Arbitrary bytes never panic the decoder, and every event read is
-    /// reported once.
+    /// Arbitrary bytes never panic the decoder, every event read is
+    /// reported once, and whatever it accepts is a valid event.
     #[test]
     fn decode_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut calls = 0u64;
-        let n = event::decode_payload(&bytes, |_| calls += 1);
+        let mut checked = Ok(());
+        let n = event::decode_payload(&bytes, |r| {
+            calls += 1;
+            if let (Ok(e), true) = (r, checked.is_ok()) {
+                checked = check_valid(&e);
+            }
+        });
         prop_assert_eq!(n, calls);
+        checked?;
     }
 
-    /// Nor on JSON-looking text: fragments of valid events glued together.
+    /// Generated events with a known verdict: each field valid (with its
+    /// value), null, absent, or invalid in a known way; keys in random
+    /// order, random whitespace, unknown fields, sometimes a duplicate key,
+    /// a BOM, or a neighbour in an array or NDJSON. The decoder must return
+    /// exactly the fields, or the first reason of SPEC §2's order, and the
+    /// neighbour must still count.
     #[test]
-    fn decode_never_panics_on_jsonish(parts in proptest::collection::vec(prop_oneof![
-        Just("{".to_string()), Just("}".to_string()), Just("[".to_string()), Just("]".to_string()),
-        Just(",".to_string()), Just(":".to_string()), Just("\n".to_string()), Just("null".to_string()),
-        Just("\"ts\"".to_string()), Just("\"connector\"".to_string()), Just("\"status\"".to_string()),
-        Just("\"latency_ms\"".to_string()), Just("\"2026-11-20T10:00:00Z\"".to_string()),
-        Just("1e999".to_string()), Just("-0".to_string()), Just("18446744073709551616".to_string()),
-        Just("\"\\ud800\"".to_string()), Just("9223372036854775807".to_string()),
-        "[a-z0-9_\\-]{0,8}".prop_map(|s| format!("\"{s}\"")),
-        any::<i64>().prop_map(|i| i.to_string()),
-        any::<f64>().prop_map(|f| f.to_string()),
-    ], 0..40)) {
-        let text = parts.concat();
-        let mut calls = 0u64;
-        let n = event::decode_payload(text.as_bytes(), |_| calls += 1);
-        prop_assert_eq!(n, calls);
+    fn decode_never_misreads_generated_events(g in gen::arb_case()) {
+        let mut got = Vec::new();
+        let n = event::decode_payload(g.payload.as_bytes(), |r| got.push(r.map(gen::Decoded::of)));
+        prop_assert_eq!(n as usize, got.len());
+        prop_assert_eq!(&got, &g.want, "payload {:?}", g.payload);
+    }
+}
+
+/// The generator of `decode_never_misreads_generated_events`: expected
+/// values follow from SPEC §2 alone, never from the decoder.
+mod gen {
+    use super::*;
+    use connector_ga_exporter::classify::{Cloud, Fault};
+    use connector_ga_exporter::event::Reject;
+
+    /// The fields of a decoded event (latency compared within 1e-12
+    /// relative, as JSON text need not round-trip to the last bit).
+    #[derive(Debug, Clone)]
+    pub struct Decoded {
+        ts: Micros,
+        connector: String,
+        cloud: Cloud,
+        status: Option<u16>,
+        fault: Option<Fault>,
+        latency_ms: Option<f64>,
+        user: Option<String>,
+        connection: Option<String>,
+    }
+
+    impl PartialEq for Decoded {
+        fn eq(&self, o: &Decoded) -> bool {
+            let lat = match (self.latency_ms, o.latency_ms) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()),
+                _ => false,
+            };
+            lat && self.ts == o.ts
+                && self.connector == o.connector
+                && self.cloud == o.cloud
+                && self.status == o.status
+                && self.fault == o.fault
+                && self.user == o.user
+                && self.connection == o.connection
+        }
+    }
+
+    impl Decoded {
+        pub fn of(e: Event<'_>) -> Decoded {
+            Decoded {
+                ts: e.ts,
+                connector: e.connector.into_owned(),
+                cloud: e.cloud,
+                status: e.status,
+                fault: e.fault,
+                latency_ms: e.latency_ms,
+                user: e.user.map(|u| u.into_owned()),
+                connection: e.connection.map(|u| u.into_owned()),
+            }
+        }
+    }
+
+    /// One field: its JSON text (`None`: absent) and what it means.
+    #[derive(Debug, Clone)]
+    pub enum F<T> {
+        /// Absent or null: the default.
+        Default(Option<&'static str>),
+        Valid(String, T),
+        Invalid(String),
+    }
+
+    impl<T: Clone> F<T> {
+        fn text(&self) -> Option<String> {
+            match self {
+                F::Default(t) => t.map(str::to_string),
+                F::Valid(t, _) | F::Invalid(t) => Some(t.clone()),
+            }
+        }
+    }
+
+    fn absent_or_null<T: std::fmt::Debug + Clone + 'static>() -> impl Strategy<Value = F<T>> {
+        prop_oneof![Just(F::Default(None)), Just(F::Default(Some("null")))]
+    }
+
+    fn bad<T: std::fmt::Debug + Clone + 'static>(
+        texts: &'static [&'static str],
+    ) -> impl Strategy<Value = F<T>> {
+        proptest::sample::select(texts).prop_map(|t| F::Invalid(t.to_string()))
+    }
+
+    fn quote(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    const MAX_MS: i64 = 253_402_300_799_999;
+
+    fn ts() -> impl Strategy<Value = F<Micros>> {
+        prop_oneof![
+            absent_or_null(),
+            (0..=MAX_MS).prop_map(|ms| F::Valid(ms.to_string(), ms * 1000)),
+            (0..=MAX_MS * 1000 + 999)
+                .prop_map(|us| F::Valid(quote(&timeutil::format_micros(us)), us)),
+            (MAX_MS + 1..=i64::MAX).prop_map(|ms| F::Invalid(ms.to_string())),
+            (i64::MIN..0).prop_map(|ms| F::Invalid(ms.to_string())),
+            bad(&[
+                "1.5",
+                "true",
+                "\"2026-11-20\"",
+                "\"2026-02-30T10:00:00Z\"",
+                "\"yesterday\"",
+                "1e400",
+                "18446744073709551616",
+                "{}",
+                "[1]"
+            ]),
+        ]
+    }
+
+    fn connector() -> impl Strategy<Value = F<String>> {
+        prop_oneof![
+            absent_or_null(),
+            "[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}".prop_map(|c| F::Valid(quote(&c), c)),
+            Just(F::Valid(
+                format!("\"{}\"", "c".repeat(128)),
+                "c".repeat(128)
+            )),
+            Just(F::Valid("\"a\\u0062\"".into(), "ab".into())),
+            Just(F::Invalid(format!("\"{}\"", "c".repeat(129)))),
+            bad(&["\"\"", "\"_x\"", "\"a b\"", "\"é\"", "7", "true", "[\"a\"]"]),
+        ]
+    }
+
+    fn cloud() -> impl Strategy<Value = F<Cloud>> {
+        prop_oneof![
+            absent_or_null(),
+            proptest::sample::select(&Cloud::ALL[..]).prop_map(|c| F::Valid(quote(c.as_str()), c)),
+            bad(&["\"PUBLIC\"", "\"atlantis\"", "1", "\"\""]),
+        ]
+    }
+
+    fn status() -> impl Strategy<Value = F<Option<u16>>> {
+        prop_oneof![
+            absent_or_null(),
+            Just(F::Valid("0".into(), None)),
+            (100u16..=599).prop_map(|s| F::Valid(s.to_string(), Some(s))),
+            bad(&["600", "99", "-1", "\"200\"", "200.5", "200.0", "1e400", "true"]),
+        ]
+    }
+
+    fn fault() -> impl Strategy<Value = F<Option<Fault>>> {
+        prop_oneof![
+            absent_or_null(),
+            Just(F::Valid("\"connector\"".into(), Some(Fault::Connector))),
+            Just(F::Valid("\"backend\"".into(), Some(Fault::Backend))),
+            Just(F::Valid("\"client\"".into(), Some(Fault::Client))),
+            bad(&["\"user\"", "\"Connector\"", "1", "[]"]),
+        ]
+    }
+
+    fn latency() -> impl Strategy<Value = F<Option<f64>>> {
+        prop_oneof![
+            absent_or_null(),
+            (0u64..100_000_000).prop_map(|v| F::Valid(v.to_string(), Some(v as f64))),
+            (0.0f64..1e8).prop_map(|v| F::Valid(serde_json::to_string(&v).unwrap(), Some(v))),
+            bad(&["-1", "-0.5", "\"5\"", "1e400", "-1e400", "true", "[1]"]),
+        ]
+    }
+
+    fn id() -> impl Strategy<Value = F<Option<String>>> {
+        prop_oneof![
+            absent_or_null(),
+            "[a-z0-9é✓ \"\\\\]{1,20}".prop_map(|u| F::Valid(quote(&u), Some(u))),
+            Just(F::Valid(
+                format!("\"{}\"", "u".repeat(256)),
+                Some("u".repeat(256))
+            )),
+            Just(F::Invalid(format!("\"{}\"", "u".repeat(257)))),
+            bad(&["\"\"", "5", "true", "{}"]),
+        ]
+    }
+
+    /// One generated payload and the events it must decode to.
+    #[derive(Debug, Clone)]
+    pub struct Case {
+        pub payload: String,
+        pub want: Vec<Result<Decoded, Reject>>,
+    }
+
+    const EXTRA: [(&str, &str); 4] = [
+        ("operation", "\"ListItems\""),
+        ("x", "1e400"),
+        ("nested", "{\"ts\":1,\"a\":[1,{\"b\":null,\"b\":2}]}"),
+        ("y", "\"\\ud83d\\ude00\""),
+    ];
+
+    const NEIGHBOUR: &str = r#"{"ts":0,"connector":"n"}"#;
+
+    fn neighbour() -> Decoded {
+        Decoded {
+            ts: 0,
+            connector: "n".into(),
+            cloud: Cloud::Public,
+            status: None,
+            fault: None,
+            latency_ms: None,
+            user: None,
+            connection: None,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub fn arb_case() -> impl Strategy<Value = Case> {
+        (
+            (
+                ts(),
+                connector(),
+                cloud(),
+                status(),
+                fault(),
+                latency(),
+                id(),
+                id(),
+            ),
+            proptest::sample::subsequence(EXTRA.to_vec(), 0..=EXTRA.len()),
+            proptest::collection::vec(any::<u16>(), 16),
+            proptest::collection::vec(0usize..4, 40),
+            0usize..12,
+            0usize..4,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(
+                    (ts, conn, cloud, status, fault, lat, user, connection),
+                    extra,
+                    order,
+                    ws,
+                    dup,
+                    frame,
+                    bom,
+                )| {
+                    // (key, JSON text) of every present field.
+                    let mut fields: Vec<(String, String)> = Vec::new();
+                    let mut put = |k: &str, t: Option<String>| {
+                        if let Some(t) = t {
+                            fields.push((k.to_string(), t));
+                        }
+                    };
+                    put("ts", ts.text());
+                    put("connector", conn.text());
+                    put("cloud", cloud.text());
+                    put("status", status.text());
+                    put("fault", fault.text());
+                    put("latency_ms", lat.text());
+                    put("user", user.text());
+                    put("connection", connection.text());
+                    for (k, v) in &extra {
+                        put(k, Some(v.to_string()));
+                    }
+                    let mut idx: Vec<usize> = (0..fields.len()).collect();
+                    idx.sort_by_key(|&i| order[i]);
+                    let mut fields: Vec<(String, String)> =
+                        idx.into_iter().map(|i| fields[i].clone()).collect();
+                    // One time in four (dup < 3), a key written twice.
+                    let duplicate = dup < 3 && !fields.is_empty();
+                    if duplicate {
+                        let f = fields[dup % fields.len()].clone();
+                        fields.push(f);
+                    }
+
+                    // NDJSON (frame 2) keeps the event on one line.
+                    let space = if frame == 2 {
+                        [" ", "\t", "", "\r"]
+                    } else {
+                        [" ", "\n", "", "\t"]
+                    };
+                    let mut w = ws.iter().map(|&i| space[i]).cycle();
+                    let mut obj = format!("{}{{", w.next().unwrap());
+                    for (i, (k, v)) in fields.iter().enumerate() {
+                        if i > 0 {
+                            obj.push(',');
+                        }
+                        obj.push_str(&format!(
+                            "{}{}{}:{}{}{}",
+                            w.next().unwrap(),
+                            quote(k),
+                            w.next().unwrap(),
+                            w.next().unwrap(),
+                            v,
+                            w.next().unwrap()
+                        ));
+                    }
+                    obj.push('}');
+
+                    let want = if duplicate {
+                        Err(Reject::MalformedJson)
+                    } else {
+                        expected(
+                            &ts,
+                            &conn,
+                            &cloud,
+                            &status,
+                            &fault,
+                            &lat,
+                            &user,
+                            &connection,
+                        )
+                    };
+                    let (body, want) = match frame {
+                        0 => (obj, vec![want]),
+                        1 => (format!("[{NEIGHBOUR},{obj}]"), vec![Ok(neighbour()), want]),
+                        2 => (
+                            format!("{NEIGHBOUR}\n{obj}\n{NEIGHBOUR}"),
+                            vec![Ok(neighbour()), want, Ok(neighbour())],
+                        ),
+                        _ => (
+                            format!("[{obj} ,\n{NEIGHBOUR}]"),
+                            vec![want, Ok(neighbour())],
+                        ),
+                    };
+                    let payload = if bom { format!("\u{feff}{body}") } else { body };
+                    Case { payload, want }
+                },
+            )
+    }
+
+    /// SPEC §2: the first reason in order, or the event.
+    #[allow(clippy::too_many_arguments)]
+    fn expected(
+        ts: &F<Micros>,
+        conn: &F<String>,
+        cloud: &F<Cloud>,
+        status: &F<Option<u16>>,
+        fault: &F<Option<Fault>>,
+        lat: &F<Option<f64>>,
+        user: &F<Option<String>>,
+        connection: &F<Option<String>>,
+    ) -> Result<Decoded, Reject> {
+        let (ts, connector) = match (ts, conn) {
+            (F::Default(_), _) | (_, F::Default(_)) => return Err(Reject::MissingField),
+            (F::Invalid(_), _) => return Err(Reject::InvalidTimestamp),
+            (_, F::Invalid(_)) => return Err(Reject::InvalidConnector),
+            (F::Valid(_, t), F::Valid(_, c)) => (*t, c.clone()),
+        };
+        fn get<T: Clone>(f: &F<T>, default: T, r: Reject) -> Result<T, Reject> {
+            match f {
+                F::Default(_) => Ok(default),
+                F::Valid(_, v) => Ok(v.clone()),
+                F::Invalid(_) => Err(r),
+            }
+        }
+        Ok(Decoded {
+            ts,
+            connector,
+            cloud: get(cloud, Cloud::Public, Reject::UnknownCloud)?,
+            status: get(status, None, Reject::InvalidStatus)?,
+            fault: get(fault, None, Reject::InvalidFault)?,
+            latency_ms: get(lat, None, Reject::InvalidLatency)?,
+            user: get(user, None, Reject::InvalidId)?,
+            connection: get(connection, None, Reject::InvalidId)?,
+        })
     }
 }
 
