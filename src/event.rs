@@ -224,11 +224,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     }
 }
 
-/// The unknown keys of one object, to find a duplicate among them: a short
-/// list while few (the common case allocates once at most), a hash set
-/// beyond, so an object of a million keys stays linear.
+/// The unknown keys of one object, to find a duplicate among them: the
+/// first one inline (the common event has one, `operation`: no allocation),
+/// then a short list, then a hash set, so an object of a million keys stays
+/// linear.
 #[derive(Default)]
 struct OtherKeys<'a> {
+    first: Option<Cow<'a, str>>,
     few: Vec<Cow<'a, str>>,
     many: HashSet<Cow<'a, str>>,
 }
@@ -236,18 +238,22 @@ struct OtherKeys<'a> {
 impl<'a> OtherKeys<'a> {
     /// Adds a key; `false` when it was already there.
     fn insert(&mut self, k: Cow<'a, str>) -> bool {
-        if self.many.is_empty() {
-            if self.few.contains(&k) {
-                return false;
-            }
-            self.few.push(k);
-            if self.few.len() > 16 {
-                self.many.extend(self.few.drain(..));
-            }
-            true
-        } else {
-            self.many.insert(k)
+        if !self.many.is_empty() {
+            return self.many.insert(k);
         }
+        let Some(first) = &self.first else {
+            self.first = Some(k);
+            return true;
+        };
+        if *first == k || self.few.contains(&k) {
+            return false;
+        }
+        self.few.push(k);
+        if self.few.len() > 16 {
+            self.many.extend(self.first.take());
+            self.many.extend(self.few.drain(..));
+        }
+        true
     }
 }
 

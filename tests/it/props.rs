@@ -173,8 +173,11 @@ mod gen {
             (0..=MAX_MS).prop_map(|ms| F::Valid(ms.to_string(), ms * 1000)),
             (0..=MAX_MS * 1000 + 999)
                 .prop_map(|us| F::Valid(quote(&timeutil::format_micros(us)), us)),
-            (MAX_MS + 1..=i64::MAX).prop_map(|ms| F::Invalid(ms.to_string())),
-            (i64::MIN..0).prop_map(|ms| F::Invalid(ms.to_string())),
+            // Just past each end (chrono would take these), and far past.
+            (MAX_MS + 1..=4 * MAX_MS).prop_map(|ms| F::Invalid(ms.to_string())),
+            (-4 * MAX_MS..0).prop_map(|ms| F::Invalid(ms.to_string())),
+            prop_oneof![MAX_MS + 1..=i64::MAX, i64::MIN..0]
+                .prop_map(|ms| F::Invalid(ms.to_string())),
             bad(&[
                 "1.5",
                 "true",
