@@ -21,7 +21,8 @@ use crate::state::Engine;
 use crate::timeutil::Micros;
 
 const MAGIC: &[u8; 4] = b"CGAS";
-/// 3: SLO connection sample (`conn_shift`) and HDR latencies up to 24 h.
+/// 3: SLO connection sample (`conn_shift`), HDR latencies up to 24 h, and
+/// `undecodable_message` joined the rejection counters.
 pub const VERSION: u32 = 3;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
@@ -140,17 +141,33 @@ pub fn save(dir: &Path, s: &SnapshotRef<'_>) -> Result<u64, CheckpointError> {
 /// previous one as `snapshot.prev`.
 pub fn save_bytes(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join("snapshot.tmp");
+    let tmp = temp_path(dir);
+    let r = write_and_rename(dir, &tmp, bytes);
+    if r.is_err() {
+        // A full disk would otherwise stay full of a half-written temp
+        // file; a directory of that name (or none) is not ours to remove.
+        if tmp.is_file() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+    r
+}
+
+pub fn temp_path(dir: &Path) -> PathBuf {
+    dir.join("snapshot.tmp")
+}
+
+fn write_and_rename(dir: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        let mut f = File::create(tmp).map_err(io(tmp))?;
+        f.write_all(bytes).map_err(io(tmp))?;
+        f.sync_all().map_err(io(tmp))?;
     }
     let cur = current_path(dir);
     if cur.exists() {
         fs::rename(&cur, previous_path(dir)).map_err(io(&cur))?;
     }
-    fs::rename(&tmp, &cur).map_err(io(&cur))?;
+    fs::rename(tmp, &cur).map_err(io(&cur))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
@@ -274,6 +291,21 @@ mod tests {
         assert!(err.contains("reads only 3"), "{err}");
         assert!(err.contains("--fresh"), "{err}");
         assert!(err.contains("refusing to start empty"), "{err}");
+    }
+
+    /// Issue 10 item 2: a failed write leaves no `snapshot.tmp` behind.
+    /// (Tests run as root, so a read-only directory would not fail: the
+    /// rename of `snapshot.bin` over a non-empty directory does.)
+    #[test]
+    fn failed_write_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(current_path(dir.path()), b"old").unwrap();
+        fs::create_dir(previous_path(dir.path())).unwrap();
+        fs::write(previous_path(dir.path()).join("x"), b"x").unwrap();
+        let err = save_bytes(dir.path(), b"new snapshot").unwrap_err();
+        assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+        assert!(!temp_path(dir.path()).exists(), "snapshot.tmp left behind");
+        assert_eq!(fs::read(current_path(dir.path())).unwrap(), b"old");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum ConfigError {
     File { path: PathBuf, msg: String },
     #[error("config key `{key}`: {msg}")]
     Key { key: String, msg: String },
+    #[error("environment variable `{var}`: {msg}")]
+    Env { var: String, msg: String },
     #[error("config: {0}")]
     Other(String),
 }
@@ -46,8 +48,7 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuccessRateFormula {
     /// success / eligible.
     Ga,
@@ -80,8 +81,10 @@ pub struct CriteriaConfig {
     /// Distinct connections needed in the last 30 days (>=). Default 50.
     pub monthly_active_connections: u64,
     /// `ga` or `isv`. Default `ga`.
+    #[serde(deserialize_with = "choice")]
     pub success_rate_formula: SuccessRateFormula,
     /// Origin of a 5xx / no-response failure without `fault`. Default `connector`.
+    #[serde(deserialize_with = "choice")]
     pub unattributed_failure_origin: Fault,
     /// Days of state kept; older events are rejected `too_old`. Default 35.
     pub retention_days: u32,
@@ -120,6 +123,7 @@ pub struct ConnectorConfig {
     pub backend_in_production: bool,
     pub support_model_attested: bool,
     /// The date the connector entered preview (for the exception path).
+    #[serde(deserialize_with = "date")]
     pub preview_since: Option<NaiveDate>,
 }
 
@@ -165,12 +169,30 @@ pub struct HttpConfig {
     /// Listen address of /metrics, /api/v1/criteria, /healthz, /readyz and /.
     /// Default `0.0.0.0:9795`.
     pub listen: String,
+    /// Most open client connections. Past it, a new connection closes the
+    /// oldest one not serving a request. Default 256.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a complete request head, from
+    /// its opening or from the end of its previous response (so it is also
+    /// the keep-alive idle limit). Default 10.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds without a byte read or written, in any state (e.g. a client
+    /// that stops reading its response), before a connection is closed.
+    /// Default 60.
+    pub idle_timeout_seconds: u64,
+    /// Most requests rendered on demand at once (`/` and anything not
+    /// served from the background rendering); more get 503. Default 2.
+    pub max_concurrent_renders: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "0.0.0.0:9795".into(),
+            max_connections: 256,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_concurrent_renders: 2,
         }
     }
 }
@@ -201,8 +223,7 @@ impl Default for StateConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -213,6 +234,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`. Default `text`.
+    #[serde(deserialize_with = "choice")]
     pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `connector_ga_exporter=debug`;
     /// `RUST_LOG` wins when set. Default `info`.
@@ -225,6 +247,112 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
         }
+    }
+}
+
+/// A config value with a fixed set of names: an unknown one is refused with
+/// the list of the allowed ones (serde's enum support through the `config`
+/// crate names neither).
+pub trait Choice: Sized + Copy + 'static {
+    const CHOICES: &'static [(&'static str, Self)];
+}
+
+impl Choice for SuccessRateFormula {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("ga", SuccessRateFormula::Ga),
+        ("isv", SuccessRateFormula::Isv),
+    ];
+}
+
+impl Choice for LogFormat {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
+
+impl Choice for Fault {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("connector", Fault::Connector),
+        ("backend", Fault::Backend),
+        ("client", Fault::Client),
+    ];
+}
+
+fn choice<'de, D: serde::Deserializer<'de>, T: Choice>(d: D) -> Result<T, D::Error> {
+    let s = String::deserialize(d)?;
+    T::CHOICES
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<String> = T::CHOICES.iter().map(|(n, _)| format!("{n:?}")).collect();
+            serde::de::Error::custom(format!("{s:?} is not one of {}", names.join(", ")))
+        })
+}
+
+/// A calendar date `YYYY-MM-DD` (a TOML date; a date-time is refused, since
+/// the exception counts calendar months from a day, not an instant).
+fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+            "{s} is not a date: write a TOML date YYYY-MM-DD such as 2026-03-01, without a time"
+        ))
+        })
+}
+
+/// Checks a tracing filter strictly: comma-separated directives, each a
+/// level or `TARGET=LEVEL`. `EnvFilter` itself accepts any bare word as a
+/// target, so `warnn` would silently turn every log line off.
+pub fn check_log_filter(f: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let allowed =
+        "a level (off, error, warn, info, debug, trace) or comma-separated TARGET=LEVEL directives";
+    let is_level = |s: &str| LEVELS.contains(&s.trim().to_ascii_lowercase().as_str());
+    let ok = !f.trim().is_empty()
+        && f.split(',').all(|d| match d.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+            None => is_level(d),
+        })
+        && tracing_subscriber::EnvFilter::try_new(f).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{f:?} is not {allowed}"))
+    }
+}
+
+/// Bounds of the numeric keys whose extremes are mistakes.
+pub const MAX_WORKERS: usize = 256;
+pub const MAX_CHECKPOINT_INTERVAL_SECONDS: u64 = 3600;
+pub const MAX_CONNECTIONS_PER_SCOPE: usize = 10_000_000;
+pub const MAX_HTTP_CONNECTIONS: usize = 65_536;
+pub const MAX_HTTP_TIMEOUT_SECONDS: u64 = 3600;
+pub const MAX_CONCURRENT_RENDERS: usize = 64;
+
+/// Makes a message one line: the `config` crate's TOML errors draw the
+/// offending line with a caret over several lines and end in " in FILE";
+/// keep the position and the reason.
+fn one_line(msg: &str) -> String {
+    let is_snippet = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with('|')
+            || t.split_once(" |")
+                .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
+    };
+    let parts: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_snippet(l) && !l.starts_with("in "))
+        .collect();
+    let line = parts.join(": ");
+    // The `config` crate appends the key it already names.
+    match line.find(" for key `") {
+        Some(i) if line.ends_with('`') => line[..i].to_string(),
+        _ => line,
     }
 }
 
@@ -287,8 +415,9 @@ impl Config {
             b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
         }
         let env_map: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .iter()
+            .filter(|&(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .cloned()
             .collect();
         b = b.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
@@ -322,10 +451,18 @@ impl Config {
         let raw = b.build().map_err(|e| match path {
             Some(p) => ConfigError::File {
                 path: p.to_path_buf(),
-                msg: e.to_string(),
+                msg: one_line(&e.to_string()),
             },
-            None => ConfigError::Other(e.to_string()),
+            None => ConfigError::Other(one_line(&e.to_string())),
         })?;
+        // `RUST_LOG` replaces `log.level` (see main.rs): a garbage value
+        // would turn logging off without a word.
+        if let Some((_, v)) = env.iter().find(|(k, _)| k == "RUST_LOG") {
+            check_log_filter(v).map_err(|msg| ConfigError::Env {
+                var: "RUST_LOG".into(),
+                msg,
+            })?;
+        }
         Self::from_raw(raw)
     }
 
@@ -333,7 +470,7 @@ impl Config {
     fn from_raw(raw: config::Config) -> Result<Config, ConfigError> {
         let cfg: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
             let key = e.path().to_string();
-            key_err(&key, e.into_inner().to_string())
+            key_err(&key, one_line(&e.into_inner().to_string()))
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -344,7 +481,7 @@ impl Config {
         let raw = config::Config::builder()
             .add_source(config::File::from_str(s, config::FileFormat::Toml))
             .build()
-            .map_err(|e| ConfigError::Other(e.to_string()))?;
+            .map_err(|e| ConfigError::Other(one_line(&e.to_string())))?;
         Self::from_raw(raw)
     }
 
@@ -434,18 +571,66 @@ impl Config {
         if self.kafka.group_id.is_empty() {
             return Err(key_err("kafka.group_id", "is empty"));
         }
-        if self.state.checkpoint_interval_seconds == 0 {
-            return Err(key_err("state.checkpoint_interval_seconds", "must be > 0"));
-        }
         if self.state.max_series == 0 {
             return Err(key_err("state.max_series", "must be > 0"));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(key_err(
-                "log.level",
-                format!("{:?} is not a tracing filter", self.log.level),
-            ));
+        let h = &self.http;
+        for (key, v, lo, hi, why) in [
+            (
+                "kafka.workers",
+                self.kafka.workers as u64,
+                0,
+                MAX_WORKERS as u64,
+                " (0 = one per CPU core)",
+            ),
+            (
+                "state.checkpoint_interval_seconds",
+                self.state.checkpoint_interval_seconds,
+                1,
+                MAX_CHECKPOINT_INTERVAL_SECONDS,
+                " (a restart replays up to one interval of events)",
+            ),
+            (
+                "state.max_connections_per_scope",
+                self.state.max_connections_per_scope as u64,
+                1,
+                MAX_CONNECTIONS_PER_SCOPE as u64,
+                "",
+            ),
+            (
+                "http.max_connections",
+                h.max_connections as u64,
+                1,
+                MAX_HTTP_CONNECTIONS as u64,
+                "",
+            ),
+            (
+                "http.header_read_timeout_seconds",
+                h.header_read_timeout_seconds,
+                1,
+                MAX_HTTP_TIMEOUT_SECONDS,
+                "",
+            ),
+            (
+                "http.idle_timeout_seconds",
+                h.idle_timeout_seconds,
+                1,
+                MAX_HTTP_TIMEOUT_SECONDS,
+                "",
+            ),
+            (
+                "http.max_concurrent_renders",
+                h.max_concurrent_renders as u64,
+                1,
+                MAX_CONCURRENT_RENDERS as u64,
+                "",
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(key_err(key, format!("{v} is outside {lo}..={hi}{why}")));
+            }
         }
+        check_log_filter(&self.log.level).map_err(|m| key_err("log.level", m))?;
         Ok(())
     }
 

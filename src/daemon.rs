@@ -5,10 +5,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use bytes::Bytes;
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::Config;
@@ -29,6 +30,10 @@ pub enum DaemonError {
     Kafka(#[from] kafka::KafkaSetupError),
     #[error("the Kafka consumer thread failed: {0}")]
     Consumer(String),
+    #[error(transparent)]
+    Run(kafka::ConsumerError),
+    #[error("config key `http.max_connections`: {0}")]
+    FileLimit(String),
 }
 
 /// Store shards: enough that a scrape holding one rarely meets a writer.
@@ -42,6 +47,10 @@ pub struct SelfMetrics {
     pub consumer_lag: IntGaugeVec,
     pub kafka_connected: IntGauge,
     pub last_checkpoint: Gauge,
+    pub checkpoint_failures: IntCounter,
+    pub http_connections: IntGauge,
+    pub http_evicted: IntCounter,
+    pub http_shed: IntCounter,
 }
 
 impl SelfMetrics {
@@ -78,7 +87,30 @@ impl SelfMetrics {
         .expect("valid metric");
         let last_checkpoint = Gauge::new(
             "connector_ga_last_checkpoint_timestamp_seconds",
-            "Unix time of the last snapshot written to the state directory.",
+            "Unix time of the last snapshot written (or restored); the process start time until then.",
+        )
+        .expect("valid metric");
+        // Never 0: `time() - this` then grows from the start even when no
+        // snapshot ever succeeds, and a staleness alert needs no `> 0` guard.
+        last_checkpoint.set(wall_clock() as f64 / 1e6);
+        let checkpoint_failures = IntCounter::new(
+            "connector_ga_checkpoint_failures_total",
+            "Snapshots that could not be written (each is retried at the next interval).",
+        )
+        .expect("valid metric");
+        let http_connections = IntGauge::new(
+            "connector_ga_http_connections",
+            "Open HTTP client connections.",
+        )
+        .expect("valid metric");
+        let http_evicted = IntCounter::new(
+            "connector_ga_http_connections_evicted_total",
+            "Connections closed to make room under http.max_connections.",
+        )
+        .expect("valid metric");
+        let http_shed = IntCounter::new(
+            "connector_ga_http_requests_shed_total",
+            "Requests answered 503 because http.max_concurrent_renders were in progress.",
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
@@ -101,6 +133,10 @@ impl SelfMetrics {
             Box::new(consumer_lag.clone()),
             Box::new(kafka_connected.clone()),
             Box::new(last_checkpoint.clone()),
+            Box::new(checkpoint_failures.clone()),
+            Box::new(http_connections.clone()),
+            Box::new(http_evicted.clone()),
+            Box::new(http_shed.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -113,6 +149,10 @@ impl SelfMetrics {
             consumer_lag,
             kafka_connected,
             last_checkpoint,
+            checkpoint_failures,
+            http_connections,
+            http_evicted,
+            http_shed,
         }
     }
 
@@ -130,19 +170,24 @@ impl SelfMetrics {
     }
 }
 
-/// `/metrics` rendered in both formats from one report.
+/// One background rendering, shared by every reader: `/metrics` in both
+/// formats and `/api/v1/criteria` as immutable bytes (a response clones a
+/// reference, never the body), and the report they came from (for pages
+/// rendered on demand).
 pub struct Rendered {
-    pub text: Arc<str>,
-    pub openmetrics: Arc<str>,
+    pub text: Bytes,
+    pub openmetrics: Bytes,
+    pub criteria: Bytes,
+    pub report: Arc<Report>,
     /// How long measuring and rendering took.
     pub took: Duration,
 }
 
 impl Rendered {
-    pub fn text(&self, fmt: Format) -> Arc<str> {
+    pub fn text(&self, fmt: Format) -> Bytes {
         match fmt {
-            Format::Text => Arc::clone(&self.text),
-            Format::OpenMetrics => Arc::clone(&self.openmetrics),
+            Format::Text => self.text.clone(),
+            Format::OpenMetrics => self.openmetrics.clone(),
         }
     }
 }
@@ -155,13 +200,16 @@ pub struct Shared {
     pub assigned: AtomicBool,
     pub restored: AtomicBool,
     pub stop: AtomicBool,
-    /// The latest background rendering of `/metrics`.
-    rendered: Mutex<Option<Arc<Rendered>>>,
+    /// Permits for responses rendered per request (`http.max_concurrent_renders`).
+    pub render_permits: Arc<tokio::sync::Semaphore>,
+    /// The latest background rendering; `None` until the first.
+    rendered: tokio::sync::watch::Sender<Option<Arc<Rendered>>>,
 }
 
 impl Shared {
     pub fn new(cfg: Config) -> Shared {
         let metrics = SelfMetrics::new(&cfg.kafka.topics);
+        let render_permits = Arc::new(tokio::sync::Semaphore::new(cfg.http.max_concurrent_renders));
         Shared {
             store: Store::from_config(&cfg, SHARDS),
             cfg,
@@ -169,32 +217,46 @@ impl Shared {
             assigned: AtomicBool::new(false),
             restored: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            rendered: Mutex::new(None),
+            render_permits,
+            rendered: tokio::sync::watch::channel(None).0,
         }
     }
 
-    /// Measures every scope and renders `/metrics` in both formats.
+    /// Measures every scope and renders `/metrics` in both formats and the
+    /// criteria JSON.
     pub fn render_metrics(&self) -> Rendered {
         let started = Instant::now();
-        let r = self.report_now();
+        // The counters first, the store after: ingestion counts an event
+        // only once it is in the store, so a rendering never shows a count
+        // of events read that its own report does not hold yet.
         let registry = self.metrics.registry.gather();
+        let r = self.report_now();
         let render = |fmt| {
             let mut w = Writer::new(fmt);
             w.report(&r);
             w.registry(&registry);
-            Arc::<str>::from(w.finish())
+            Bytes::from(w.finish())
         };
+        let mut criteria = serde_json::to_vec(&r.to_json()).unwrap_or_default();
+        criteria.push(b'\n');
         Rendered {
             text: render(Format::Text),
             openmetrics: render(Format::OpenMetrics),
+            criteria: Bytes::from(criteria),
+            report: Arc::new(r),
             took: started.elapsed(),
         }
     }
 
-    /// The latest background rendering, if any.
-    pub fn cached_metrics(&self, fmt: Format) -> Option<Arc<str>> {
-        let g = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        g.as_ref().map(|r| r.text(fmt))
+    /// The latest background rendering, waiting for the first one.
+    pub async fn rendered(&self) -> Arc<Rendered> {
+        let mut rx = self.rendered.subscribe();
+        let r = rx.wait_for(Option::is_some).await;
+        match r {
+            Ok(g) => Arc::clone(g.as_ref().expect("waited for Some")),
+            // The sender lives in `self`: it cannot be dropped while we run.
+            Err(_) => unreachable!("rendering channel closed"),
+        }
     }
 
     /// Renders `/metrics` in the background until `stop`: a scrape then
@@ -206,7 +268,9 @@ impl Shared {
         while !self.stop.load(Ordering::Acquire) {
             let r = self.render_metrics();
             let pause = (r.took * 4).max(Duration::from_secs(1));
-            *self.rendered.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(r));
+            // Readers still holding the previous rendering keep it alive
+            // until their responses are written; it is freed after.
+            self.rendered.send_replace(Some(Arc::new(r)));
             let until = Instant::now() + pause;
             while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -247,6 +311,7 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    check_fd_limit(cfg.http.max_connections)?;
     let dir = cfg.state.dir.clone();
     std::fs::create_dir_all(&dir).map_err(|error| CheckpointError::Io {
         path: dir.clone(),
@@ -283,9 +348,17 @@ pub async fn run(
     tracing::info!(%addr, "serving /metrics, /api/v1/criteria, /healthz, /readyz and /");
 
     let consumer = kafka::Consumer::new(Arc::clone(&shared), offsets)?;
+    // Tells the runtime when the consumer thread ends on its own (its first
+    // snapshot failed): the daemon then exits instead of serving a frozen
+    // state while consuming nothing.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let consumer_thread = std::thread::Builder::new()
         .name("kafka-consumer".into())
-        .spawn(move || consumer.run())
+        .spawn(move || {
+            let r = consumer.run();
+            let _ = ended_tx.send(());
+            r
+        })
         .map_err(|e| DaemonError::Consumer(e.to_string()))?;
 
     let renderer = {
@@ -297,18 +370,36 @@ pub async fn run(
     };
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, crate::http::router(Arc::clone(&shared)))
-        .with_graceful_shutdown(async {
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        crate::http::router(Arc::clone(&shared)),
+        Arc::clone(&shared),
+        async {
             let _ = http_stop_rx.await;
-        });
-    let server = tokio::spawn(async move { server.await });
+        },
+    ));
 
-    shutdown.await;
+    let ended_early = tokio::select! {
+        _ = shutdown => false,
+        _ = ended_rx => true,
+    };
+    if ended_early {
+        shared.stop.store(true, Ordering::Release);
+        let _ = http_stop_tx.send(());
+        let _ = renderer.join();
+        let r = match consumer_thread.join() {
+            Ok(Ok(())) => Err(DaemonError::Consumer("stopped on its own".into())),
+            Ok(Err(e)) => Err(DaemonError::Run(e)),
+            Err(_) => Err(DaemonError::Consumer("panicked".into())),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        return r;
+    }
     tracing::info!("shutting down: draining the batch in flight and writing a snapshot");
     shared.stop.store(true, Ordering::Release);
     let joined = tokio::task::spawn_blocking(move || consumer_thread.join());
     let result = match tokio::time::timeout(Duration::from_secs(9), joined).await {
-        Ok(Ok(Ok(r))) => r.map_err(DaemonError::Consumer),
+        Ok(Ok(Ok(r))) => r.map_err(DaemonError::Run),
         Ok(Ok(Err(_))) => Err(DaemonError::Consumer("panicked".into())),
         Ok(Err(e)) => Err(DaemonError::Consumer(e.to_string())),
         Err(_) => Err(DaemonError::Consumer("did not stop within 9 s".into())),
@@ -317,6 +408,50 @@ pub async fn run(
     let _ = renderer.join();
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     result
+}
+
+/// File descriptors kept for everything but HTTP clients: snapshots, the
+/// state directory, librdkafka's broker sockets and pipes, the listener,
+/// stdio, epoll.
+pub const FD_RESERVE: u64 = 128;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, then checks that
+/// `max_connections` client sockets leave [`FD_RESERVE`] descriptors free, so
+/// a connection flood can never starve a snapshot of its file.
+fn check_fd_limit(max_connections: usize) -> Result<(), DaemonError> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Ok(());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        // rlim_t is u64 on Linux, not on every unix.
+        #[allow(clippy::unnecessary_cast)]
+        let soft = lim.rlim_cur as u64;
+        let need = max_connections as u64 + FD_RESERVE;
+        if soft < need {
+            return Err(DaemonError::FileLimit(format!(
+                "{max_connections} connections need a file-descriptor limit of at least {need} \
+                 ({FD_RESERVE} kept for snapshots and Kafka), but RLIMIT_NOFILE is {soft}: \
+                 lower it to at most {} or raise the limit",
+                soft.saturating_sub(FD_RESERVE)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Loads a snapshot's state and counters into a fresh `Shared`.

@@ -32,10 +32,14 @@ pub enum Reject {
     TooOld,
     FromFuture,
     SeriesLimit,
+    /// A Kafka message the client cannot hand over at all (its compressed
+    /// batch does not decompress within the client's limits): counted once
+    /// per message, by the daemon only, never by the decoder.
+    UndecodableMessage,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 12] = [
+    pub const ALL: [Reject; 13] = [
         Reject::MalformedJson,
         Reject::MissingField,
         Reject::InvalidTimestamp,
@@ -48,6 +52,7 @@ impl Reject {
         Reject::TooOld,
         Reject::FromFuture,
         Reject::SeriesLimit,
+        Reject::UndecodableMessage,
     ];
 
     /// The `reason` label value and report JSON key.
@@ -65,6 +70,7 @@ impl Reject {
             Reject::TooOld => "too_old",
             Reject::FromFuture => "from_future",
             Reject::SeriesLimit => "series_limit",
+            Reject::UndecodableMessage => "undecodable_message",
         }
     }
 
@@ -81,7 +87,7 @@ impl fmt::Display for Reject {
 
 /// Counts of rejected events, indexed by [`Reject::index`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RejectCounts(pub [u64; 12]);
+pub struct RejectCounts(pub [u64; 13]);
 
 impl RejectCounts {
     pub fn add(&mut self, r: Reject, n: u64) {

@@ -136,6 +136,12 @@ impl ClientContext for Ctx {
         ) {
             self.inner.shared.metrics.kafka_connected.set(0);
         }
+        if undecodable_code(&error) {
+            // Repeats every `fetch.error.backoff.ms` until the poll loop
+            // skips the message, which logs it once.
+            tracing::debug!(%error, reason, "undecodable message");
+            return;
+        }
         tracing::warn!(%error, reason, "kafka client error");
     }
 }
@@ -228,8 +234,17 @@ enum Checkpoint {
 }
 
 /// Writes a snapshot (state + offsets), then stores offsets (see
-/// [`Checkpoint`]) of the partitions still assigned for Kafka's commit.
+/// [`Checkpoint`]) of the partitions still assigned for Kafka's commit. A
+/// failure is counted (`connector_ga_checkpoint_failures_total`).
 fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>, kind: Checkpoint) -> Result<(), String> {
+    let r = write_checkpoint(inner, c, kind);
+    if r.is_err() {
+        inner.shared.metrics.checkpoint_failures.inc();
+    }
+    r
+}
+
+fn write_checkpoint(inner: &Inner, c: &BaseConsumer<Ctx>, kind: Checkpoint) -> Result<(), String> {
     let shared = &inner.shared;
     if let Some((p, _)) = &inner.dlq {
         // Dead letters are durable before the offsets of their events move.
@@ -311,6 +326,56 @@ fn checkpoint_now(inner: &Inner, c: &BaseConsumer<Ctx>, kind: Checkpoint) -> Res
 pub struct Consumer {
     consumer: BaseConsumer<Ctx>,
     inner: Arc<Inner>,
+    /// Each assigned partition's position at the last undecodable-message
+    /// error (see [`Consumer::skip_undecodable`]).
+    positions_at_error: BTreeMap<(String, i32), i64>,
+}
+
+/// Why the poll loop ended on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(
+        "config key `state.dir`: cannot write the first snapshot ({0}); \
+         the daemon needs a writable state directory"
+    )]
+    FirstSnapshot(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Errors of librdkafka for a message it cannot hand over: it retries the
+/// same offset forever (`fetch.error.backoff.ms`), so the partition stalls.
+fn is_undecodable(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumption(_)) && undecodable_code(e)
+}
+
+fn undecodable_code(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BadCompression
+                | RDKafkaErrorCode::NotImplemented
+                | RDKafkaErrorCode::BadMessage
+        )
+    )
+}
+
+/// The probe's callbacks: the error it exists to meet is no news.
+struct ProbeCtx;
+
+impl ClientContext for ProbeCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "probe");
+    }
+}
+
+impl ConsumerContext for ProbeCtx {}
+
+/// What a probe found at one offset.
+enum Probe {
+    Undecodable,
+    Readable,
+    Unknown,
 }
 
 impl Consumer {
@@ -350,23 +415,30 @@ impl Consumer {
         consumer
             .subscribe(&topics)
             .map_err(KafkaSetupError::Subscribe)?;
-        Ok(Consumer { consumer, inner })
+        Ok(Consumer {
+            consumer,
+            inner,
+            positions_at_error: BTreeMap::new(),
+        })
     }
 
     /// The poll loop; returns after `shared.stop` is set and the final
     /// snapshot is written and committed.
-    pub fn run(self) -> Result<(), String> {
+    pub fn run(mut self) -> Result<(), ConsumerError> {
         let shared = Arc::clone(&self.inner.shared);
         let interval = Duration::from_secs(shared.cfg.state.checkpoint_interval_seconds);
         // A snapshot at once: the checkpoint metric is real from the start,
         // and a fallen-back-to `snapshot.prev` becomes the current one.
+        // It fails fast: nothing is consumed yet, and a daemon that can
+        // never snapshot would consume without ever committing.
         if let Err(e) = checkpoint_now(&self.inner, &self.consumer, Checkpoint::Periodic) {
-            return Err(format!("first snapshot: {e}"));
+            return Err(ConsumerError::FirstSnapshot(e));
         }
         let mut last = Instant::now();
         while !shared.stop.load(Ordering::Acquire) {
             let generation = self.inner.generation.load(Ordering::Acquire);
             let mut batch: Vec<OwnedMessage> = Vec::new();
+            let mut undecodable = false;
             let mut timeout = Duration::from_millis(100);
             let started = Instant::now();
             while batch.len() < MAX_BATCH {
@@ -374,6 +446,12 @@ impl Consumer {
                     // Copied out at once: a message held borrowed keeps
                     // librdkafka's fetch buffer, which slows its fetcher.
                     Some(Ok(m)) => batch.push(m.detach()),
+                    Some(Err(e)) if is_undecodable(&e) => {
+                        // Repeats every `fetch.error.backoff.ms` until skipped.
+                        tracing::debug!(error = %e, "undecodable message");
+                        undecodable = true;
+                        break;
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "poll error");
                         break;
@@ -411,6 +489,9 @@ impl Consumer {
                 }
             }
             drop(batch);
+            if undecodable {
+                self.skip_undecodable();
+            }
             if last.elapsed() >= interval {
                 shared.store.prune(wall_clock());
                 match checkpoint_now(&self.inner, &self.consumer, Checkpoint::Periodic) {
@@ -422,18 +503,175 @@ impl Consumer {
                             tracing::debug!(error = %e, "commit after snapshot");
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "snapshot failed; offsets not advanced"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        failures = shared.metrics.checkpoint_failures.get(),
+                        "snapshot failed; offsets not advanced; retrying every checkpoint_interval_seconds"
+                    ),
                 }
                 last = Instant::now();
             }
         }
-        checkpoint_now(&self.inner, &self.consumer, Checkpoint::Handoff)?;
+        checkpoint_now(&self.inner, &self.consumer, Checkpoint::Handoff)
+            .map_err(ConsumerError::Other)?;
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored yet (KafkaError NoOffset) is not a failure.
             tracing::debug!(error = %e, "final commit");
         }
         tracing::info!("consumer drained");
         Ok(())
+    }
+
+    /// After an undecodable-message error (which names no partition in
+    /// rdkafka's API): the partitions whose position has not moved since
+    /// the previous such error, and that have messages left, are suspects;
+    /// a probe consumer reads each suspect's next offset alone, and where it
+    /// meets the same error that message is counted `undecodable_message`,
+    /// dead-lettered (headers only: librdkafka never hands out the
+    /// compressed bytes) and skipped. A partition is never skipped on
+    /// suspicion alone.
+    fn skip_undecodable(&mut self) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let now: BTreeMap<(String, i32), i64> = positions
+            .elements()
+            .iter()
+            .map(|e| {
+                let o = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                };
+                ((e.topic().to_string(), e.partition()), o)
+            })
+            .collect();
+        let suspects: Vec<(String, i32, i64)> = now
+            .iter()
+            .filter(|(k, o)| self.positions_at_error.get(*k) == Some(*o))
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect();
+        self.positions_at_error = now;
+        for (topic, partition, pos) in suspects {
+            let Ok((low, high)) =
+                self.consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(5))
+            else {
+                continue;
+            };
+            let start = if pos >= 0 {
+                pos
+            } else {
+                // Nothing read yet here: where the consumer started.
+                let ours = self
+                    .inner
+                    .offsets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&topic)
+                    .and_then(|m| m.get(&partition))
+                    .copied();
+                ours.or_else(|| self.committed(&topic, partition))
+                    .unwrap_or(low)
+                    .max(low)
+            };
+            if start >= high {
+                continue;
+            }
+            if let Probe::Undecodable = self.probe(&topic, partition, start) {
+                self.skip(&topic, partition, start);
+            }
+        }
+    }
+
+    fn committed(&self, topic: &str, partition: i32) -> Option<i64> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let c = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .ok()?;
+        match c.find_partition(topic, partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Reads `offset` of one partition with a consumer of its own, outside
+    /// the group, so an error can only be about that offset.
+    fn probe(&self, topic: &str, partition: i32, offset: i64) -> Probe {
+        let mut cfg = client_config(&self.inner.shared, true);
+        cfg.remove("group.instance.id");
+        cfg.remove("statistics.interval.ms");
+        cfg.set(
+            "group.id",
+            format!("{}.undecodable-probe", self.inner.shared.cfg.kafka.group_id),
+        )
+        .set("enable.auto.commit", "false");
+        let Ok(c) = cfg.create_with_context::<_, BaseConsumer<ProbeCtx>>(ProbeCtx) else {
+            return Probe::Unknown;
+        };
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
+            .is_err()
+            || c.assign(&tpl).is_err()
+        {
+            return Probe::Unknown;
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && !self.inner.shared.stop.load(Ordering::Acquire) {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(_)) => return Probe::Readable,
+                Some(Err(e)) if is_undecodable(&e) => return Probe::Undecodable,
+                _ => {}
+            }
+        }
+        Probe::Unknown
+    }
+
+    fn skip(&self, topic: &str, partition: i32, offset: i64) {
+        let inner = &*self.inner;
+        if let Err(e) = self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset + 1),
+            Duration::from_secs(5),
+        ) {
+            tracing::warn!(topic, partition, offset, error = %e, "cannot seek past an undecodable message; retrying at its next error");
+            return;
+        }
+        {
+            let mut offsets = inner.offsets.lock().unwrap_or_else(|e| e.into_inner());
+            let e = offsets
+                .entry(topic.to_string())
+                .or_default()
+                .entry(partition)
+                .or_insert(0);
+            *e = (*e).max(offset + 1);
+        }
+        let mut rejected = RejectCounts::default();
+        rejected.add(Reject::UndecodableMessage, 1);
+        count_rejected(inner, &rejected);
+        inner
+            .shared
+            .metrics
+            .events_total
+            .with_label_values(&[topic])
+            .inc();
+        dead_letter_at(
+            inner,
+            (topic, partition, offset),
+            None,
+            None,
+            Reject::UndecodableMessage,
+        );
+        tracing::warn!(
+            topic,
+            partition,
+            offset,
+            "skipped a message that cannot be decompressed within receive.message.max.bytes \
+             (or is corrupt): counted as undecodable_message"
+        );
     }
 
     /// Decodes and ingests a batch in two parallel phases on the worker
@@ -584,9 +822,27 @@ fn count_rejected(inner: &Inner, rejected: &RejectCounts) {
 /// `reason`, the source topic/partition/offset and (inside an array) the
 /// event's index as headers.
 fn dead_letter(inner: &Inner, m: &OwnedMessage, raw: &[u8], idx: Option<usize>, reason: Reject) {
+    dead_letter_at(
+        inner,
+        (m.topic(), m.partition(), m.offset()),
+        Some(raw),
+        idx,
+        reason,
+    );
+}
+
+/// As [`dead_letter`], for a source known only by its position; `raw` is
+/// `None` when the source bytes cannot be had (the record has no payload).
+fn dead_letter_at(
+    inner: &Inner,
+    (source_topic, source_partition, source_offset): (&str, i32, i64),
+    raw: Option<&[u8]>,
+    idx: Option<usize>,
+    reason: Reject,
+) {
     let Some((p, topic)) = &inner.dlq else { return };
-    let offset = m.offset().to_string();
-    let partition = m.partition().to_string();
+    let offset = source_offset.to_string();
+    let partition = source_partition.to_string();
     let index = idx.map(|i| i.to_string());
     let mut headers = OwnedHeaders::new()
         .insert(Header {
@@ -595,7 +851,7 @@ fn dead_letter(inner: &Inner, m: &OwnedMessage, raw: &[u8], idx: Option<usize>, 
         })
         .insert(Header {
             key: "source_topic",
-            value: Some(m.topic()),
+            value: Some(source_topic),
         })
         .insert(Header {
             key: "source_partition",
@@ -611,8 +867,10 @@ fn dead_letter(inner: &Inner, m: &OwnedMessage, raw: &[u8], idx: Option<usize>, 
             value: Some(i.as_str()),
         });
     }
-    let mut record: BaseRecord<'_, [u8], [u8]> =
-        BaseRecord::to(topic).payload(raw).headers(headers);
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+    if let Some(raw) = raw {
+        record = record.payload(raw);
+    }
     for _ in 0..50 {
         match p.send(record) {
             Ok(()) => return,

@@ -15,9 +15,15 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
+const BUILT: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
 
-fn free_port() -> u16 {
+/// The binary under test: this build, or `CGA_BIN` (to run a regression
+/// test against an older build and see it fail).
+pub(crate) fn bin() -> String {
+    std::env::var("CGA_BIN").unwrap_or_else(|_| BUILT.to_string())
+}
+
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,19 +31,41 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn iso(minutes_ago: i64) -> String {
+pub(crate) fn iso(minutes_ago: i64) -> String {
     let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    http: reqwest::blocking::Client,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) http: reqwest::blocking::Client,
 }
 
 impl Daemon {
-    fn start(
+    pub(crate) fn start(
+        brokers: &str,
+        topic: &str,
+        group: &str,
+        config: &Path,
+        state: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::start_in(
+            Command::new(bin()),
+            brokers,
+            topic,
+            group,
+            config,
+            state,
+            env,
+        )
+    }
+
+    /// As [`Daemon::start`], with `cmd` the program to run (a wrapper that
+    /// execs the binary, such as `bash -c 'ulimit -n 256; exec "$@"'`).
+    pub(crate) fn start_in(
+        mut cmd: Command,
         brokers: &str,
         topic: &str,
         group: &str,
@@ -46,7 +74,6 @@ impl Daemon {
         env: &[(&str, &str)],
     ) -> Daemon {
         let port = free_port();
-        let mut cmd = Command::new(BIN);
         cmd.args([
             "run",
             "--brokers",
@@ -79,11 +106,11 @@ impl Daemon {
         d
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
-    fn status(&self, path: &str) -> Option<u16> {
+    pub(crate) fn status(&self, path: &str) -> Option<u16> {
         self.http
             .get(self.url(path))
             .send()
@@ -91,7 +118,7 @@ impl Daemon {
             .map(|r| r.status().as_u16())
     }
 
-    fn criteria(&self) -> Value {
+    pub(crate) fn criteria(&self) -> Value {
         self.http
             .get(self.url("/api/v1/criteria"))
             .send()
@@ -100,7 +127,7 @@ impl Daemon {
             .unwrap()
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         self.http
             .get(self.url("/metrics"))
             .send()
@@ -110,11 +137,11 @@ impl Daemon {
     }
 
     /// The value of one sample, labels given in any order.
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         metric_in(&self.metrics(), name, labels)
     }
 
-    fn wait_for(&self, mut ok: impl FnMut(&Daemon) -> bool, what: &str) {
+    pub(crate) fn wait_for(&self, mut ok: impl FnMut(&Daemon) -> bool, what: &str) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
             if ok(self) {
@@ -125,7 +152,7 @@ impl Daemon {
         panic!("timed out waiting for {what}");
     }
 
-    fn events_total(&self, topic: &str) -> f64 {
+    pub(crate) fn events_total(&self, topic: &str) -> f64 {
         self.metric("connector_ga_events_total", &[("topic", topic)])
             .unwrap_or(0.0)
     }
@@ -159,7 +186,7 @@ impl Drop for Daemon {
     }
 }
 
-fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (series, value) = l.rsplit_once(' ')?;
         let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
@@ -178,7 +205,7 @@ fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-fn producer(brokers: &str) -> BaseProducer {
+pub(crate) fn producer(brokers: &str) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "0")
@@ -186,7 +213,7 @@ fn producer(brokers: &str) -> BaseProducer {
         .unwrap()
 }
 
-fn produce(p: &BaseProducer, topic: &str, payloads: &[String]) {
+pub(crate) fn produce(p: &BaseProducer, topic: &str, payloads: &[String]) {
     for (i, pl) in payloads.iter().enumerate() {
         let key = i.to_string();
         p.send(BaseRecord::to(topic).payload(pl.as_str()).key(key.as_str()))
@@ -196,7 +223,7 @@ fn produce(p: &BaseProducer, topic: &str, payloads: &[String]) {
     p.flush(Duration::from_secs(60)).expect("producer flush");
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let p = dir.join("config.toml");
     std::fs::write(
         &p,
@@ -577,7 +604,7 @@ fn two_members_of_one_group_count_every_event_once() {
 #[test]
 fn broker_outage_loses_nothing() {
     let mut mock = KillOnDrop(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["mock-kafka", "--topic", "ev:2"])
             .stdout(Stdio::piped())
             .spawn()
@@ -637,7 +664,7 @@ fn broker_outage_loses_nothing() {
 }
 
 /// A child process killed when the test ends, passed or not.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

@@ -1,5 +1,7 @@
 //! The integration test binary: one binary so the suite links once.
 //!
+//! - `abuse`: the daemon under misconfiguration, connection floods, many
+//!   readers, unwritable state and undecodable messages (issue 10).
 //! - `report_cli`: the `report` command end to end, against hand-worked files
 //!   in `tests/data` (see `tests/data/HAND.md`).
 //! - `rules`: every rule of SPEC.md through the library API, table-driven,
@@ -10,6 +12,7 @@
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
 
+mod abuse;
 mod daemon;
 mod decoder;
 mod edges;

@@ -61,8 +61,19 @@ fn small_example_matches_contract() {
 fn data_copies_match_shared_examples() {
     // tests/data holds copies so a clone without ../shared still works; when
     // ../shared is there, the copies must not have drifted from it.
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/examples");
+    // CGA_SHARED_EXAMPLES points elsewhere (to check that a missing copy
+    // fails under CI: `CI=1 CGA_SHARED_EXAMPLES=/nonexistent`).
+    let shared = std::env::var_os("CGA_SHARED_EXAMPLES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/examples"));
     if !shared.is_dir() {
+        // Outside CI a clone without ../shared still passes; in CI
+        // (`.ci/run` exports CI=1) the comparison must happen.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing, so tests/data cannot be checked against it (CI is set)",
+            shared.display()
+        );
         return;
     }
     for f in ["small.ndjson", "small.toml", "small.expected.json"] {
