@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -51,8 +51,23 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     }
 }
 
-async fn criteria(State(shared): State<Arc<Shared>>) -> Response {
-    match build_report(&shared).await {
+/// The query of `/api/v1/criteria`: `?daily=true` adds the `daily` series.
+#[derive(Debug, Default, serde::Deserialize)]
+struct CriteriaQuery {
+    #[serde(default)]
+    daily: bool,
+}
+
+async fn criteria(State(shared): State<Arc<Shared>>, Query(q): Query<CriteriaQuery>) -> Response {
+    let report = if q.daily {
+        let s = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || s.report_now_daily())
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+    } else {
+        build_report(&shared).await
+    };
+    match report {
         Ok(r) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_string(&r.to_json()).unwrap_or_default(),

@@ -1,0 +1,272 @@
+//! Budget, recovery and daily history of SPEC §11, and the exact threshold
+//! comparisons the verdict of SPEC §6 uses: every formula of §11 lives here.
+//!
+//! Why integers: a threshold is a decimal in the config (0.9995), read as an
+//! `f64`. Comparing a float ratio with it, or solving a budget inequality in
+//! floats, can move an answer by one at an exact boundary (1 - 0.8 <
+//! 0.2 in floats). So each threshold becomes the exact rational its shortest
+//! decimal spelling denotes, p / q with q = 10^k, and every inequality is
+//! solved by cross-multiplication in `u128` / `i128`. With k <= 18 (checked
+//! when the config is read) and counts below 2^64, no product overflows.
+
+use chrono::NaiveDate;
+
+use crate::config::{Config, ConnectorConfig, SuccessRateFormula};
+use crate::criteria::{Criteria, ScopeMeasures};
+use crate::state::{Counts, ScopeState};
+use crate::timeutil::{add_months_clamped, date_of_day, day_of, Micros};
+
+/// The most decimal places a threshold may have: 10^18 times a count below
+/// 2^64 stays below 2^127.
+pub const MAX_DECIMALS: usize = 18;
+
+/// A threshold as the exact rational `p / q`, `q = 10^k`, `0 <= p <= q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threshold {
+    p: u128,
+    q: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("{0} is not a ratio in [0, 1]")]
+    Range(f64),
+    #[error("{0} has more than {MAX_DECIMALS} decimal places")]
+    Precision(f64),
+}
+
+impl Threshold {
+    /// The rational the shortest decimal spelling of `v` denotes (Rust's
+    /// `Display` of an `f64` is that spelling, never in exponent form).
+    pub fn from_f64(v: f64) -> Result<Threshold, ThresholdError> {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(ThresholdError::Range(v));
+        }
+        let s = v.to_string();
+        let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+        if frac.len() > MAX_DECIMALS {
+            return Err(ThresholdError::Precision(v));
+        }
+        let digits = format!("{int}{frac}");
+        let p: u128 = digits.parse().map_err(|_| ThresholdError::Range(v))?;
+        Ok(Threshold {
+            p,
+            q: 10u128.pow(frac.len() as u32),
+        })
+    }
+
+    /// Thresholds are validated when the config is read; a value that
+    /// slipped past (a hand-built `Config`) is clamped to [0, 1] and cut to
+    /// [`MAX_DECIMALS`] places rather than panicking.
+    fn of(v: f64) -> Threshold {
+        Threshold::from_f64(v).unwrap_or_else(|_| {
+            let c = v.clamp(0.0, 1.0);
+            let q = 10u128.pow(MAX_DECIMALS as u32);
+            Threshold {
+                p: (c * q as f64) as u128,
+                q,
+            }
+        })
+    }
+
+    pub fn numerator(&self) -> u128 {
+        self.p
+    }
+    pub fn denominator(&self) -> u128 {
+        self.q
+    }
+}
+
+/// The thresholds of `[criteria]`, exact.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub availability: Threshold,
+    pub slo: Threshold,
+    pub sla_availability: Threshold,
+    pub success_rate: Threshold,
+    pub exception_success_rate: Threshold,
+    pub formula: SuccessRateFormula,
+    pub min_eligible: u64,
+}
+
+impl Thresholds {
+    pub fn from_config(cfg: &Config) -> Thresholds {
+        let k = &cfg.criteria;
+        Thresholds {
+            availability: Threshold::of(k.availability),
+            slo: Threshold::of(k.slo),
+            sla_availability: Threshold::of(k.sla_availability),
+            success_rate: Threshold::of(k.success_rate),
+            exception_success_rate: Threshold::of(k.exception_success_rate),
+            formula: k.success_rate_formula,
+            min_eligible: k.min_eligible_requests,
+        }
+    }
+}
+
+// ---- exact comparisons (SPEC §5, §6) ----
+
+/// 1 - cf / d >= t, i.e. q (d - cf) >= p d. `None` when d = 0 (undefined).
+pub fn availability_meets(cf: u64, d: u64, t: Threshold) -> Option<bool> {
+    if d == 0 {
+        return None;
+    }
+    let good = d.saturating_sub(cf) as u128;
+    Some(t.q * good >= t.p * d as u128)
+}
+
+/// The success-rate numerator: success, or with `isv` success - failures
+/// (negative when failures outnumber successes).
+pub fn success_numerator(c: &Counts, formula: SuccessRateFormula) -> i128 {
+    match formula {
+        SuccessRateFormula::Ga => c.success as i128,
+        SuccessRateFormula::Isv => c.success as i128 - c.failures() as i128,
+    }
+}
+
+/// num / eligible > t (strict) or >= t; `None` when eligible = 0.
+pub fn success_meets(num: i128, eligible: u64, t: Threshold, strict: bool) -> Option<bool> {
+    if eligible == 0 {
+        return None;
+    }
+    let lhs = t.q as i128 * num;
+    let rhs = t.p as i128 * eligible as i128;
+    Some(if strict { lhs > rhs } else { lhs >= rhs })
+}
+
+/// meeting / active >= t; `None` when no connection is active.
+pub fn slo_meets(meeting: u64, active: u64, t: Threshold) -> Option<bool> {
+    if active == 0 {
+        return None;
+    }
+    Some(t.q * meeting as u128 >= t.p * active as u128)
+}
+
+// ---- budgets (SPEC §11) ----
+
+/// The largest n >= 0 with 1 - (cf + n) / (d + n) >= t, for a criterion
+/// that holds now. `None` when no n fails it (t = 0) or n exceeds `u64`.
+pub fn availability_failures_left(cf: u64, d: u64, t: Threshold) -> Option<u64> {
+    let _ = (cf, d, t);
+    None // filled in below the data-shape commit
+}
+
+/// The largest n >= 0 with num' / (eligible + n) > t, where num' = success
+/// (ga) or success - failures - n (isv), for a criterion that holds now.
+/// `None` when no n fails it (ga with t = 0) or n exceeds `u64`.
+pub fn success_failures_left(
+    num: i128,
+    eligible: u64,
+    t: Threshold,
+    formula: SuccessRateFormula,
+) -> Option<u64> {
+    let _ = (num, eligible, t, formula);
+    None
+}
+
+/// The largest m >= 0 with (meeting - m) / active >= t, for a criterion
+/// that holds now.
+pub fn slo_connections_left(meeting: u64, active: u64, t: Threshold) -> u64 {
+    let _ = (meeting, active, t);
+    0
+}
+
+/// One measured criterion's room and recovery date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Allowance {
+    /// Failures (availability, success rate) or connections (SLO) that can
+    /// still go wrong with the criterion true; 0 while false; `None` while
+    /// undecided (or unbounded: a threshold of 0 no failure can break).
+    pub left: Option<u64>,
+    /// While false: the first date after today on which the criterion is
+    /// true and decided with no further event; `None` otherwise.
+    pub recovers_on: Option<NaiveDate>,
+}
+
+/// `budget` of SPEC §11. In JSON `left` is `failures_left` for availability
+/// and success rate, `connections_left` for the SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub availability: Allowance,
+    pub success_rate: Allowance,
+    pub slo: Allowance,
+}
+
+/// One day of the criteria window (`daily` of SPEC §11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    pub date: NaiveDate,
+    pub counts: Counts,
+    pub availability: Option<f64>,
+    pub success_rate: Option<f64>,
+}
+
+/// The required criteria that are false, in SPEC §11's order.
+pub fn failing(c: &Criteria) -> Vec<&'static str> {
+    [
+        ("backend_in_production", Some(c.backend_in_production)),
+        ("availability", c.availability),
+        ("slo", c.slo),
+        ("success_rate", c.success_rate),
+        ("support_model", Some(c.support_model)),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v == Some(false))
+    .map(|(n, _)| n)
+    .collect()
+}
+
+/// `preview_since` + `exception_preview_months`, clamped (SPEC §6).
+pub fn exception_opens_on(attested: Option<&ConnectorConfig>, cfg: &Config) -> Option<NaiveDate> {
+    attested
+        .and_then(|a| a.preview_since)
+        .and_then(|s| add_months_clamped(s, cfg.criteria.exception_preview_months))
+}
+
+/// The budget of one scope at `now`, from its measures, its verdict's
+/// criteria and its stored state (for the slid windows of `recovers_on`).
+pub fn budget(
+    m: &ScopeMeasures,
+    c: &Criteria,
+    states: &[&ScopeState],
+    now: Micros,
+    cfg: &Config,
+) -> Budget {
+    let _ = (m, c, states, now, cfg);
+    Budget::default()
+}
+
+/// `daily`: one row per day of the criteria window, oldest first.
+pub fn daily(states: &[&ScopeState], now: Micros, cfg: &Config) -> Vec<DailyRow> {
+    let d = day_of(now);
+    let n = cfg.criteria.window_days as i32;
+    (d - n + 1..=d)
+        .map(|day| {
+            let counts = day_counts(states, day);
+            DailyRow {
+                date: date_of_day(day),
+                availability: crate::criteria::availability(
+                    counts.connector_failures,
+                    counts.eligible(),
+                    counts.backend_failures,
+                ),
+                success_rate: crate::criteria::success_rate(
+                    &counts,
+                    cfg.criteria.success_rate_formula,
+                ),
+                counts,
+            }
+        })
+        .collect()
+}
+
+/// The counts of one day, summed over the states of a scope.
+fn day_counts(states: &[&ScopeState], day: i32) -> Counts {
+    let mut c = Counts::default();
+    for s in states {
+        for b in s.days.range(day, day) {
+            c.add(&b.counts);
+        }
+    }
+    c
+}
