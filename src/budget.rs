@@ -9,11 +9,13 @@
 //! solved by cross-multiplication in `u128` / `i128`. With k <= 18 (checked
 //! when the config is read) and counts below 2^64, no product overflows.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 
 use crate::config::{Config, ConnectorConfig, SuccessRateFormula};
 use crate::criteria::{Criteria, ScopeMeasures};
-use crate::state::{Counts, ScopeState};
+use crate::state::{Counts, IdHash, ScopeState};
 use crate::timeutil::{add_months_clamped, date_of_day, day_of, Micros};
 
 /// The most decimal places a threshold may have: 10^18 times a count below
@@ -58,7 +60,7 @@ impl Threshold {
     /// Thresholds are validated when the config is read; a value that
     /// slipped past (a hand-built `Config`) is clamped to [0, 1] and cut to
     /// [`MAX_DECIMALS`] places rather than panicking.
-    fn of(v: f64) -> Threshold {
+    pub fn of(v: f64) -> Threshold {
         Threshold::from_f64(v).unwrap_or_else(|_| {
             let c = v.clamp(0.0, 1.0);
             let q = 10u128.pow(MAX_DECIMALS as u32);
@@ -146,29 +148,61 @@ pub fn slo_meets(meeting: u64, active: u64, t: Threshold) -> Option<bool> {
 
 /// The largest n >= 0 with 1 - (cf + n) / (d + n) >= t, for a criterion
 /// that holds now. `None` when no n fails it (t = 0) or n exceeds `u64`.
+///
+/// 1 - (cf + n) / (d + n) >= p / q  <=>  q (d - cf) >= p (d + n)
+///                                  <=>  n <= (q (d - cf) - p d) / p.
 pub fn availability_failures_left(cf: u64, d: u64, t: Threshold) -> Option<u64> {
-    let _ = (cf, d, t);
-    None // filled in below the data-shape commit
+    let good = d.checked_sub(cf)? as u128;
+    let x = (t.q * good).checked_sub(t.p * d as u128)?;
+    if t.p == 0 {
+        return None;
+    }
+    let n = x / t.p;
+    let holds = |n: u128| t.q * good >= t.p * (d as u128 + n);
+    debug_assert!(holds(n) && !holds(n + 1));
+    u64::try_from(n).ok()
 }
 
 /// The largest n >= 0 with num' / (eligible + n) > t, where num' = success
 /// (ga) or success - failures - n (isv), for a criterion that holds now.
 /// `None` when no n fails it (ga with t = 0) or n exceeds `u64`.
+///
+/// ga:  q s > p (e + n)            <=>  n < (q s - p e) / p
+/// isv: q (s - f - n) > p (e + n)  <=>  n < (q (s - f) - p e) / (p + q)
+/// and the largest integer below X / k, X > 0, is (X - 1) div k.
 pub fn success_failures_left(
     num: i128,
     eligible: u64,
     t: Threshold,
     formula: SuccessRateFormula,
 ) -> Option<u64> {
-    let _ = (num, eligible, t, formula);
-    None
+    let (p, q, e) = (t.p as i128, t.q as i128, eligible as i128);
+    let x = q * num - p * e;
+    if x <= 0 {
+        return None;
+    }
+    let (k, holds): (i128, &dyn Fn(i128) -> bool) = match formula {
+        SuccessRateFormula::Ga => (p, &|n| q * num > p * (e + n)),
+        SuccessRateFormula::Isv => (p + q, &|n| q * (num - n) > p * (e + n)),
+    };
+    if k == 0 {
+        return None;
+    }
+    let n = (x - 1) / k;
+    debug_assert!(holds(n) && !holds(n + 1));
+    u64::try_from(n).ok()
 }
 
 /// The largest m >= 0 with (meeting - m) / active >= t, for a criterion
-/// that holds now.
+/// that holds now (0 when it does not).
+///
+/// q (M - m) >= p A  <=>  m <= (q M - p A) / q.
 pub fn slo_connections_left(meeting: u64, active: u64, t: Threshold) -> u64 {
-    let _ = (meeting, active, t);
-    0
+    let x = (t.q * meeting as u128).saturating_sub(t.p * active as u128);
+    let m = x / t.q;
+    debug_assert!(m <= meeting as u128);
+    debug_assert!(t.q * (meeting as u128 - m) >= t.p * active as u128 || x == 0);
+    m as u64
 }
 
 /// One measured criterion's room and recovery date.
@@ -232,8 +266,124 @@ pub fn budget(
     now: Micros,
     cfg: &Config,
 ) -> Budget {
-    let _ = (m, c, states, now, cfg);
-    Budget::default()
+    let t = Thresholds::from_config(cfg);
+    let w = m.criteria();
+    let n = &w.counts;
+    let d = n.eligible() - n.backend_failures;
+    // 0 while false, None while undecided, else the closed form.
+    let left = |v: Option<bool>, f: &dyn Fn() -> Option<u64>| match v {
+        None => None,
+        Some(false) => Some(0),
+        Some(true) => f(),
+    };
+    let falling = [c.availability, c.success_rate, c.slo].map(|v| v == Some(false));
+    let slide = if falling.iter().any(|&f| f) {
+        let sla = falling[2].then_some(t.sla_availability);
+        Slide::new(states, now, cfg.criteria.window_days, sla)
+    } else {
+        Slide::default()
+    };
+    let today = date_of_day(day_of(now));
+    let on = |k: Option<i32>| k.map(|k| today + chrono::Days::new(k as u64));
+    Budget {
+        availability: Allowance {
+            left: left(c.availability, &|| {
+                availability_failures_left(n.connector_failures, d, t.availability)
+            }),
+            recovers_on: on(falling[0]
+                .then(|| slide.first(|c, _| decided(c, &t).and(availability_of(c, &t))))
+                .flatten()),
+        },
+        success_rate: Allowance {
+            left: left(c.success_rate, &|| {
+                success_failures_left(
+                    success_numerator(n, t.formula),
+                    n.eligible(),
+                    t.success_rate,
+                    t.formula,
+                )
+            }),
+            recovers_on: on(falling[1]
+                .then(|| slide.first(|c, _| decided(c, &t).and(success_of(c, &t))))
+                .flatten()),
+        },
+        slo: Allowance {
+            left: left(c.slo, &|| {
+                Some(slo_connections_left(
+                    w.connections_meeting_sla,
+                    w.active_connections,
+                    t.slo,
+                ))
+            }),
+            recovers_on: on(falling[2]
+                .then(|| {
+                    slide.first(|c, (meeting, active)| {
+                        decided(c, &t).and(slo_meets(meeting, active, t.slo))
+                    })
+                })
+                .flatten()),
+        },
+    }
+}
+
+/// `Some(())` when a window's counts decide a measured criterion
+/// (eligible >= min_eligible_requests).
+fn decided(c: &Counts, t: &Thresholds) -> Option<()> {
+    (c.eligible() >= t.min_eligible).then_some(())
+}
+
+fn availability_of(c: &Counts, t: &Thresholds) -> Option<bool> {
+    availability_meets(
+        c.connector_failures,
+        c.eligible() - c.backend_failures,
+        t.availability,
+    )
+}
+
+fn success_of(c: &Counts, t: &Thresholds) -> Option<bool> {
+    success_meets(
+        success_numerator(c, t.formula),
+        c.eligible(),
+        t.success_rate,
+        true,
+    )
+}
+
+/// The criteria window slid forward k = 1 ..= N days with nothing added:
+/// at today + k it holds the stored days today - N + 1 + k ..= today.
+#[derive(Default)]
+struct Slide {
+    /// `counts[k - 1]`: the scope's counts in the window at today + k.
+    counts: Vec<Counts>,
+    /// `conns[k - 1]`: (connections meeting the SLA bar, active
+    /// connections) in that window; empty when the SLO is not asked for.
+    conns: Vec<(u64, u64)>,
+}
+
+impl Slide {
+    fn new(states: &[&ScopeState], now: Micros, window_days: u32, sla: Option<Threshold>) -> Slide {
+        let n = window_days as i32;
+        let (d, lo) = (day_of(now), day_of(now) - n + 1);
+        // Suffix sums: the window at today + k starts at day lo + k.
+        let mut counts = vec![Counts::default(); n as usize];
+        let mut acc = Counts::default();
+        for k in (1..=n).rev() {
+            if lo + k <= d {
+                acc.add(&day_counts(states, lo + k));
+            }
+            counts[k as usize - 1] = acc.clone();
+        }
+        let conns = sla.map_or_else(Vec::new, |sla| slide_connections(states, lo, d, sla));
+        Slide { counts, conns }
+    }
+
+    /// The first k whose window passes `pass` (decided and true).
+    fn first(&self, pass: impl Fn(&Counts, (u64, u64)) -> Option<bool>) -> Option<i32> {
+        self.counts.iter().enumerate().find_map(|(i, c)| {
+            let conns = self.conns.get(i).copied().unwrap_or((0, 0));
+            (pass(c, conns) == Some(true)).then_some(i as i32 + 1)
+        })
+    }
 }
 
 /// `daily`: one row per day of the criteria window, oldest first.
@@ -258,6 +408,55 @@ pub fn daily(states: &[&ScopeState], now: Micros, cfg: &Config) -> Vec<DailyRow>
             }
         })
         .collect()
+}
+
+/// (meeting, active) connections in the window at today + k, k = 1 ..= N,
+/// from the stored per-connection days `lo + k ..= d` (one connection
+/// across clouds is one connection, as in [`crate::state::connection_totals`]).
+fn slide_connections(states: &[&ScopeState], lo: i32, d: i32, sla: Threshold) -> Vec<(u64, u64)> {
+    let n = (d - lo + 1) as usize;
+    let mut out = vec![(0u64, 0u64); n];
+    let mut tally = |mut days: Vec<(i32, u64, u64)>| {
+        // Walk k downwards: the window at today + k starts at day lo + k,
+        // so each k adds the connection's entries of that day.
+        days.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        let (mut den, mut fail, mut i) = (0u64, 0u64, 0);
+        for k in (1..=n).rev() {
+            while i < days.len() && days[i].0 >= lo + k as i32 {
+                if days[i].0 <= d {
+                    den += days[i].1;
+                    fail += days[i].2;
+                }
+                i += 1;
+            }
+            if den > 0 {
+                out[k - 1].1 += 1;
+                if availability_meets(fail, den, sla) == Some(true) {
+                    out[k - 1].0 += 1;
+                }
+            }
+        }
+    };
+    let widen = |e: &(i32, u32, u32)| (e.0, e.1 as u64, e.2 as u64);
+    if let [one] = states {
+        for c in one.conns.values() {
+            tally(c.day_entries().iter().map(widen).collect());
+        }
+    } else {
+        let mut by_conn: HashMap<u64, Vec<(i32, u64, u64)>, IdHash> = HashMap::default();
+        for s in states {
+            for (h, c) in &s.conns {
+                by_conn
+                    .entry(*h)
+                    .or_default()
+                    .extend(c.day_entries().iter().map(widen));
+            }
+        }
+        for days in by_conn.into_values() {
+            tally(days);
+        }
+    }
+    out
 }
 
 /// The counts of one day, summed over the states of a scope.

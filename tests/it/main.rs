@@ -7,6 +7,7 @@
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
 
+mod budget;
 mod daemon;
 mod props;
 mod report_cli;
