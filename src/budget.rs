@@ -226,6 +226,17 @@ pub struct Budget {
     pub slo: Allowance,
 }
 
+impl Budget {
+    /// (criterion, allowance) in SPEC §11's order, for metrics and pages.
+    pub fn named(&self) -> [(&'static str, &Allowance); 3] {
+        [
+            ("availability", &self.availability),
+            ("success_rate", &self.success_rate),
+            ("slo", &self.slo),
+        ]
+    }
+}
+
 /// One day of the criteria window (`daily` of SPEC §11).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DailyRow {
