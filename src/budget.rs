@@ -480,3 +480,105 @@ fn day_counts(states: &[&ScopeState], day: i32) -> Counts {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn th(v: f64) -> Threshold {
+        Threshold::from_f64(v).unwrap()
+    }
+
+    #[test]
+    fn thresholds_are_their_decimal_spelling() {
+        assert_eq!((th(0.9995).p, th(0.9995).q), (9995, 10000));
+        assert_eq!((th(0.8).p, th(0.8).q), (8, 10));
+        assert_eq!((th(1.0).p, th(1.0).q), (1, 1));
+        assert_eq!((th(0.0).p, th(0.0).q), (0, 1));
+        assert_eq!(
+            Threshold::from_f64(1e-19),
+            Err(ThresholdError::Precision(1e-19))
+        );
+        assert_eq!(Threshold::from_f64(1.5), Err(ThresholdError::Range(1.5)));
+    }
+
+    /// The closed forms against a search that adds failures one by one and
+    /// tests the inequality in integers, over every small case.
+    #[test]
+    fn closed_forms_equal_the_search() {
+        for t in [th(0.5), th(0.8), th(0.9), th(0.99), th(1.0)] {
+            let (p, q) = (t.p as i128, t.q as i128);
+            for d in 1..60u64 {
+                for cf in 0..=d {
+                    let holds = |n: i128| q * (d - cf) as i128 >= p * (d as i128 + n);
+                    if !holds(0) {
+                        continue;
+                    }
+                    let mut n = 0;
+                    while holds(n + 1) && n < 10_000 {
+                        n += 1;
+                    }
+                    let want = (n < 10_000).then_some(n as u64);
+                    assert_eq!(availability_failures_left(cf, d, t), want, "{cf}/{d}");
+                }
+                for s in 0..=d as i128 {
+                    for f in [0, d as i128 - s] {
+                        let num = s - f; // isv numerator, negative when f > s
+                        let e = d as i128;
+                        for (formula, holds) in [
+                            (
+                                SuccessRateFormula::Ga,
+                                &(|n: i128| q * s > p * (e + n)) as &dyn Fn(i128) -> bool,
+                            ),
+                            (SuccessRateFormula::Isv, &|n: i128| {
+                                q * (num - n) > p * (e + n)
+                            }),
+                        ] {
+                            let x = if formula == SuccessRateFormula::Ga {
+                                s
+                            } else {
+                                num
+                            };
+                            if !holds(0) {
+                                continue;
+                            }
+                            let mut n = 0;
+                            while holds(n + 1) && n < 10_000 {
+                                n += 1;
+                            }
+                            let want = (n < 10_000).then_some(n as u64);
+                            assert_eq!(success_failures_left(x, d, t, formula), want);
+                        }
+                    }
+                }
+                for m in 0..=d {
+                    if q * m as i128 >= p * d as i128 {
+                        let mut k = 0;
+                        while k < m && q * (m - k - 1) as i128 >= p * d as i128 {
+                            k += 1;
+                        }
+                        assert_eq!(slo_connections_left(m, d, t), k);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn failing_lists_false_required_criteria_in_order() {
+        let c = Criteria {
+            backend_in_production: false,
+            availability: None,
+            slo: Some(false),
+            success_rate: Some(true),
+            support_model: false,
+            weekly_active_users: false,
+            monthly_active_connections: false,
+            exception: None,
+        };
+        assert_eq!(
+            failing(&c),
+            vec!["backend_in_production", "slo", "support_model"]
+        );
+    }
+}
