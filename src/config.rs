@@ -494,8 +494,10 @@ impl Config {
             ("criteria.success_rate", c.success_rate),
             ("criteria.exception_success_rate", c.exception_success_rate),
         ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(key_err(k, format!("{v} is not a ratio in [0, 1]")));
+            // Budgets solve the threshold inequalities in exact integers
+            // (`budget`), which needs a ratio of at most 18 decimals.
+            if let Err(e) = crate::budget::Threshold::from_f64(v) {
+                return Err(key_err(k, e.to_string()));
             }
         }
         if c.retention_days == 0 || c.retention_days > crate::state::MAX_RETENTION_DAYS {
@@ -709,6 +711,12 @@ preview_since = 2026-03-01
         assert!(err("[criteria]\nwindow_dayz = 3").contains("window_dayz"));
         assert!(err("[criteria]\nwindow_days = \"x\"").contains("criteria.window_days"));
         assert!(err("[criteria]\navailability = 1.5").contains("criteria.availability"));
+        // More decimals than the exact budget arithmetic takes.
+        let e = err("[criteria]\nslo = 0.1234567890123456789e-3");
+        assert!(
+            e.contains("criteria.slo") && e.contains("decimal places"),
+            "{e}"
+        );
         assert!(err("[criteria]\nwindows = [\"5m\"]").contains("criteria.windows"));
         assert!(err("[criteria]\nsuccess_rate_formula = \"x\"").contains("success_rate_formula"));
         assert!(err("[http]\nlisten = \"nope\"").contains("http.listen"));

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::budget;
 use crate::classify::Cloud;
 use crate::config::{Config, ConnectorConfig, SuccessRateFormula, Window};
 use crate::state::{self, Counts, ScopeState};
@@ -65,7 +66,7 @@ pub fn measure_window(
             .flat_map(|s| state::window_buckets(s, w, now).map(|b| &b.latency)),
         &PERCENTILES,
     );
-    let sla = cfg.criteria.sla_availability;
+    let sla = budget::Threshold::of(cfg.criteria.sla_availability);
     let sample = state::connection_totals(states, w, now);
     let mut active = 0;
     let mut meeting = 0;
@@ -73,7 +74,7 @@ pub fn measure_window(
         active += 1;
         // Each connection's own availability, by the same formula
         // (its denominator already excludes throttled and backend failures).
-        if availability(fail, den, 0).is_some_and(|a| a >= sla) {
+        if budget::availability_meets(fail, den, sla) == Some(true) {
             meeting += 1;
         }
     }
@@ -225,13 +226,35 @@ pub fn verdict(
 ) -> Verdict {
     let k = &cfg.criteria;
     let w = m.criteria();
-    let enough = w.counts.eligible() >= k.min_eligible_requests;
-    let decide = |v: Option<f64>, pass: &dyn Fn(f64) -> bool| v.filter(|_| enough).map(pass);
-
-    let availability = decide(w.availability, &|a| a >= k.availability);
-    let slo = decide(w.slo, &|s| s >= k.slo);
-    let success_rate = decide(w.success_rate, &|s| s > k.success_rate);
-    let exception_success = decide(w.success_rate, &|s| s >= k.exception_success_rate);
+    let n = &w.counts;
+    let enough = n.eligible() >= k.min_eligible_requests;
+    // Pass or fail in exact rationals (see `budget`): a float ratio can
+    // land just below a threshold it reaches exactly (1 - 0.8 < 0.2).
+    let t = budget::Thresholds::from_config(cfg);
+    let decide = |v: Option<bool>| v.filter(|_| enough);
+    let num = budget::success_numerator(n, t.formula);
+    let availability = decide(budget::availability_meets(
+        n.connector_failures,
+        n.eligible() - n.backend_failures,
+        t.availability,
+    ));
+    let slo = decide(budget::slo_meets(
+        w.connections_meeting_sla,
+        w.active_connections,
+        t.slo,
+    ));
+    let success_rate = decide(budget::success_meets(
+        num,
+        n.eligible(),
+        t.success_rate,
+        true,
+    ));
+    let exception_success = decide(budget::success_meets(
+        num,
+        n.eligible(),
+        t.exception_success_rate,
+        false,
+    ));
     let backend = attested.is_some_and(|a| a.backend_in_production);
     let support = attested.is_some_and(|a| a.support_model_attested);
     let wau = m

@@ -291,6 +291,18 @@ impl Shared {
             self.metrics.rejected(),
         )
     }
+
+    /// The report at the wall clock with every scope's `daily` series
+    /// (`/api/v1/criteria?daily=true`).
+    pub fn report_now_daily(&self) -> Report {
+        Report::build_with(
+            &self.store,
+            &self.cfg,
+            wall_clock(),
+            self.metrics.rejected(),
+            true,
+        )
+    }
 }
 
 /// The wall clock, read only at the daemon's edges.

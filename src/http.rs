@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -63,13 +63,33 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     ([(header::CONTENT_TYPE, fmt.content_type())], r.text(fmt)).into_response()
 }
 
-async fn criteria(State(shared): State<Arc<Shared>>) -> Response {
-    let r = shared.rendered().await;
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r.criteria.clone(),
-    )
-        .into_response()
+/// The query of `/api/v1/criteria`: `?daily=true` adds the `daily` series.
+#[derive(Debug, Default, serde::Deserialize)]
+struct CriteriaQuery {
+    #[serde(default)]
+    daily: bool,
+}
+
+async fn criteria(State(shared): State<Arc<Shared>>, Query(q): Query<CriteriaQuery>) -> Response {
+    if !q.daily {
+        let r = shared.rendered().await;
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            r.criteria.clone(),
+        )
+            .into_response();
+    }
+    // The daily series is not part of the background rendering: it is
+    // measured per request, under the same cap as the pages.
+    on_demand(&shared, |_, s| {
+        let r = s.report_now_daily();
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&r.to_json()).unwrap_or_default(),
+        )
+            .into_response()
+    })
+    .await
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

@@ -7,7 +7,8 @@
 //!
 //! `event` (decode, validate) → `classify` → `state` (bucket rings,
 //! distinct sets and sketches, per-connection counters) held in a sharded
-//! `store` → `criteria` (measures, verdict) → `report` (JSON, table) and
+//! `store` → `criteria` (measures, verdict) → `budget` (SPEC §11: budgets,
+//! recovery dates, daily rows) → `report` (JSON, table) and
 //! `metrics` / `http` (Prometheus, API, page).
 //!
 //! Around the engine: `config`, `kafka` (consumer, offsets, dead letters),
@@ -15,6 +16,7 @@
 //! `demo`. Nothing in the engine imports Kafka or HTTP, and nothing in it
 //! reads a clock: every function takes `now`.
 
+pub mod budget;
 pub mod checkpoint;
 pub mod classify;
 pub mod config;

@@ -65,6 +65,10 @@ enum Cmd {
         now: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Add each scope's `daily` series (one row per day of the criteria
+        /// window) to the JSON.
+        #[arg(long)]
+        daily: bool,
     },
     /// Produce synthetic connector events to Kafka.
     Loadgen {
@@ -172,6 +176,7 @@ fn real_main() -> anyhow::Result<()> {
             config,
             now,
             format,
+            daily,
         } => {
             let cfg = Config::load(config.as_deref(), &Overrides::default())?;
             let now = match now {
@@ -182,7 +187,8 @@ fn real_main() -> anyhow::Result<()> {
                 None => None,
             };
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let r = report::report_file(&input, &cfg, now, daemon::wall_clock(), threads)?;
+            let r =
+                report::report_file_with(&input, &cfg, now, daemon::wall_clock(), threads, daily)?;
             let text = match format {
                 Format::Json => serde_json::to_string_pretty(&r.to_json())? + "\n",
                 Format::Table => r.to_table(&cfg),

@@ -290,6 +290,7 @@ impl Writer {
                 }
             }
         }
+        self.budget_families(r);
         self.family(
             "connector_ga_status",
             "1 on the scope's current GA status, 0 on the others.",
@@ -306,6 +307,65 @@ impl Writer {
             }
         }
     }
+}
+
+impl Writer {
+    /// The gauges of SPEC §11, each absent while its value is null.
+    fn budget_families(&mut self, r: &Report) {
+        self.family(
+            "connector_ga_budget_remaining",
+            "Failures (availability, success_rate) or connections (slo) that can still go wrong with the criterion met; 0 while failing, absent while undecided.",
+            Kind::Gauge,
+        );
+        for s in &r.scopes {
+            let (c, cl) = (s.measures.connector.as_str(), s.measures.cloud_label());
+            for (name, a) in s.budget.named() {
+                if let Some(v) = a.left {
+                    self.sample(
+                        "connector_ga_budget_remaining",
+                        &[("connector", c), ("cloud", cl), ("criterion", name)],
+                        v as f64,
+                    );
+                }
+            }
+        }
+        self.family(
+            "connector_ga_recovers_timestamp_seconds",
+            "UTC midnight of the first day a failing criterion is met again if no further event arrives; absent when none.",
+            Kind::Gauge,
+        );
+        for s in &r.scopes {
+            let (c, cl) = (s.measures.connector.as_str(), s.measures.cloud_label());
+            for (name, a) in s.budget.named() {
+                if let Some(d) = a.recovers_on {
+                    self.sample(
+                        "connector_ga_recovers_timestamp_seconds",
+                        &[("connector", c), ("cloud", cl), ("criterion", name)],
+                        midnight(d),
+                    );
+                }
+            }
+        }
+        self.family(
+            "connector_ga_exception_opens_timestamp_seconds",
+            "UTC midnight of preview_since plus exception_preview_months; absent without preview_since.",
+            Kind::Gauge,
+        );
+        for s in &r.scopes {
+            let (c, cl) = (s.measures.connector.as_str(), s.measures.cloud_label());
+            if let Some(d) = s.exception_opens_on {
+                self.sample(
+                    "connector_ga_exception_opens_timestamp_seconds",
+                    &[("connector", c), ("cloud", cl)],
+                    midnight(d),
+                );
+            }
+        }
+    }
+}
+
+fn midnight(d: chrono::NaiveDate) -> f64 {
+    d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() as f64
 }
 
 fn write_value(out: &mut String, v: f64) {

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
+use crate::budget::{Allowance, Budget, DailyRow};
 use crate::config::Config;
 use crate::event::{self, Event, Reject, RejectCounts};
 use crate::state::{Admission, Params};
@@ -40,15 +42,28 @@ pub struct Report {
 
 impl Report {
     pub fn build(store: &Store, cfg: &Config, now: Micros, rejected: RejectCounts) -> Report {
+        Report::build_with(store, cfg, now, rejected, false)
+    }
+
+    /// [`Report::build`], with every scope's `daily` series when `daily`
+    /// (`report --daily`, `?daily=true`).
+    pub fn build_with(
+        store: &Store,
+        cfg: &Config,
+        now: Micros,
+        rejected: RejectCounts,
+        daily: bool,
+    ) -> Report {
         Report {
             now,
             criteria_window_days: cfg.criteria.window_days,
             rejected,
-            scopes: store.measure_all(cfg, now),
+            scopes: store.measure_all_with(cfg, now, daily),
         }
     }
 
-    /// The JSON document of SPEC §8: every key always present.
+    /// The JSON document of SPEC §8 and §11: every key always present,
+    /// `daily` when the report was built with it.
     pub fn to_json(&self) -> Value {
         let mut rejected = Map::new();
         for r in Reject::ALL {
@@ -157,7 +172,7 @@ fn scope_json(s: &ScopeReport) -> Value {
     let m = &s.measures;
     let w = m.criteria();
     let c = &s.verdict.criteria;
-    json!({
+    let mut v = json!({
         "connector": m.connector,
         "cloud": m.cloud_label(),
         "requests": w.counts.requests,
@@ -187,6 +202,42 @@ fn scope_json(s: &ScopeReport) -> Value {
         },
         "status": s.verdict.status.as_str(),
         "recommended_met": s.verdict.recommended_met,
+        "failing": s.failing,
+        "exception_opens_on": s.exception_opens_on.map(date_json),
+        "budget": budget_json(&s.budget),
+    });
+    if let Some(rows) = &s.daily {
+        v["daily"] = rows.iter().map(daily_json).collect();
+    }
+    v
+}
+
+fn date_json(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn budget_json(b: &Budget) -> Value {
+    let one = |key: &str, a: &Allowance| json!({ key: a.left, "recovers_on": a.recovers_on.map(date_json) });
+    json!({
+        "availability": one("failures_left", &b.availability),
+        "success_rate": one("failures_left", &b.success_rate),
+        "slo": one("connections_left", &b.slo),
+    })
+}
+
+fn daily_json(r: &DailyRow) -> Value {
+    let c = &r.counts;
+    json!({
+        "date": date_json(r.date),
+        "requests": c.requests,
+        "throttled": c.throttled,
+        "eligible": c.eligible(),
+        "success": c.success,
+        "connector_failures": c.connector_failures,
+        "backend_failures": c.backend_failures,
+        "client_failures": c.client_failures,
+        "availability": r.availability,
+        "success_rate": r.success_rate,
     })
 }
 
@@ -235,6 +286,18 @@ pub fn report_file(
     now: Option<Micros>,
     fallback_now: Micros,
     threads: usize,
+) -> Result<Report, ReportError> {
+    report_file_with(path, cfg, now, fallback_now, threads, false)
+}
+
+/// [`report_file`], with every scope's `daily` series when `daily`.
+pub fn report_file_with(
+    path: &Path,
+    cfg: &Config,
+    now: Option<Micros>,
+    fallback_now: Micros,
+    threads: usize,
+    daily: bool,
 ) -> Result<Report, ReportError> {
     let io = |e| ReportError::Input {
         path: path.to_path_buf(),
@@ -340,7 +403,7 @@ pub fn report_file(
     }
     let now = now.or(max_ts).unwrap_or(fallback_now);
     rejected.add(Reject::TooOld, store.settle_retention(now));
-    Ok(Report::build(&store, cfg, now, rejected))
+    Ok(Report::build_with(&store, cfg, now, rejected, daily))
 }
 
 fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

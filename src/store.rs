@@ -12,6 +12,9 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use chrono::NaiveDate;
+
+use crate::budget::{self, Budget, DailyRow};
 use crate::classify::Cloud;
 use crate::config::Config;
 use crate::criteria::{self, ScopeMeasures, Verdict};
@@ -26,6 +29,41 @@ pub struct ScopeReport {
     pub verdict: Verdict,
     /// Lifetime counters (real clouds only), for the `_total` metrics.
     pub total: Option<state::Counts>,
+    /// SPEC §11: the required criteria that are false, in order.
+    pub failing: Vec<&'static str>,
+    /// SPEC §11: `preview_since` + `exception_preview_months`.
+    pub exception_opens_on: Option<NaiveDate>,
+    /// SPEC §11: room left and recovery dates of the measured criteria.
+    pub budget: Budget,
+    /// SPEC §11: one row per day of the criteria window, when asked for.
+    pub daily: Option<Vec<DailyRow>>,
+}
+
+impl ScopeReport {
+    /// Measures one scope (one cloud, or `all` with `cloud = None`) and
+    /// derives its verdict and the §11 evidence from the same state.
+    pub fn build(
+        connector: &str,
+        cloud: Option<Cloud>,
+        states: &[&ScopeState],
+        total: Option<state::Counts>,
+        now: Micros,
+        cfg: &Config,
+        daily: bool,
+    ) -> ScopeReport {
+        let attested = cfg.connector(connector);
+        let m = criteria::measure_scope(connector, cloud, states, now, cfg);
+        let v = criteria::verdict(&m, attested, now, cfg);
+        ScopeReport {
+            failing: budget::failing(&v.criteria),
+            exception_opens_on: budget::exception_opens_on(attested, cfg),
+            budget: budget::budget(&m, &v.criteria, states, now, cfg),
+            daily: daily.then(|| budget::daily(states, now, cfg)),
+            measures: m,
+            verdict: v,
+            total,
+        }
+    }
 }
 
 pub struct Store {
@@ -123,8 +161,13 @@ impl Store {
     }
 
     /// Measures every scope at `now`, sorted by connector then cloud with
-    /// `all` first (SPEC §8).
+    /// `all` first (SPEC §8), without the `daily` series.
     pub fn measure_all(&self, cfg: &Config, now: Micros) -> Vec<ScopeReport> {
+        self.measure_all_with(cfg, now, false)
+    }
+
+    /// [`Store::measure_all`], with each scope's `daily` series when `daily`.
+    pub fn measure_all_with(&self, cfg: &Config, now: Micros, daily: bool) -> Vec<ScopeReport> {
         let mut out = Vec::new();
         for i in 0..self.shards.len() {
             let e = self.lock(i);
@@ -133,23 +176,19 @@ impl Store {
                 if scopes.is_empty() {
                     continue;
                 }
-                let attested = cfg.connector(id);
                 let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
-                let m = criteria::measure_scope(id, None, &all, now, cfg);
-                let v = criteria::verdict(&m, attested, now, cfg);
-                out.push(ScopeReport {
-                    measures: m,
-                    verdict: v,
-                    total: None,
-                });
+                out.push(ScopeReport::build(id, None, &all, None, now, cfg, daily));
                 for (cloud, s) in scopes {
-                    let m = criteria::measure_scope(id, Some(cloud), &[s], now, cfg);
-                    let v = criteria::verdict(&m, attested, now, cfg);
-                    out.push(ScopeReport {
-                        measures: m,
-                        verdict: v,
-                        total: Some(s.total.clone()),
-                    });
+                    let total = Some(s.total.clone());
+                    out.push(ScopeReport::build(
+                        id,
+                        Some(cloud),
+                        &[s],
+                        total,
+                        now,
+                        cfg,
+                        daily,
+                    ));
                 }
             }
         }

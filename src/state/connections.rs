@@ -29,6 +29,14 @@ pub struct ConnCounts {
     pub(super) hours: Vec<(i32, u32, u32)>,
 }
 
+impl ConnCounts {
+    /// (day, availability denominator, connector failures) per stored day:
+    /// `budget` slides the SLO window over them.
+    pub fn day_entries(&self) -> &[(i32, u32, u32)] {
+        &self.days
+    }
+}
+
 pub(super) fn bump(v: &mut Vec<(i32, u32, u32)>, tag: i32, fail: bool) {
     match v.iter_mut().find(|e| e.0 == tag) {
         Some(e) => {

@@ -13,6 +13,7 @@
 //!   independence, exact distinct counts).
 
 mod abuse;
+mod budget;
 mod daemon;
 mod decoder;
 mod edges;
