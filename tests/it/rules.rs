@@ -620,26 +620,50 @@ fn success_rate_strictly_above_threshold() {
     }
 }
 
-/// Measures of a scope with the given criteria-window figures (1000
-/// eligible), for verdict tests.
+/// Measures of a scope whose criteria-window counts give exactly the given
+/// ratios, for verdict tests (the verdict decides from the counts, in exact
+/// rationals). `eligible` below `min_eligible_requests` (1000) is used as
+/// is; from 1000 up it is scaled by 10,000 so that ratios such as 0.9995
+/// and 0.4999 are whole counts: e.g. availability 0.9995 over 10,000,000
+/// eligible is 5,000 connector failures. An undefined availability makes
+/// every eligible event a backend failure (denominator 0); an undefined slo
+/// has no active connection.
 fn measures(
     availability: Option<f64>,
     slo: Option<f64>,
     success_rate: Option<f64>,
     eligible: u64,
 ) -> ScopeMeasures {
+    let e = if eligible >= 1000 {
+        eligible * 10_000
+    } else {
+        eligible
+    };
+    let whole = |ratio: f64| (ratio * e as f64).round() as u64;
+    let (success, connector_failures, backend_failures) = match availability {
+        Some(a) => (whole(success_rate.unwrap_or(0.0)), whole(1.0 - a), 0),
+        None => (0, 0, e),
+    };
+    let client_failures = e - success - connector_failures - backend_failures;
+    let (active, meeting) = match slo {
+        Some(s) => (10_000, (s * 10_000.0).round() as u64),
+        None => (0, 0),
+    };
     let w = WindowMeasures {
         window: Window::Days(30),
         counts: Counts {
-            requests: eligible,
-            success: eligible,
+            requests: e,
+            success,
+            connector_failures,
+            backend_failures,
+            client_failures,
             ..Counts::default()
         },
         availability,
         success_rate,
         slo,
-        active_connections: 1,
-        connections_meeting_sla: 1,
+        active_connections: active,
+        connections_meeting_sla: meeting,
         latency_ms: [None; 3],
     };
     ScopeMeasures {
