@@ -46,6 +46,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub state: StateConfig,
     pub log: LogConfig,
+    /// The file it was read from, for the evidence pack's "made from".
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,7 +466,9 @@ impl Config {
                 msg,
             })?;
         }
-        Self::from_raw(raw)
+        let mut cfg = Self::from_raw(raw)?;
+        cfg.source = path.map(Path::to_path_buf);
+        Ok(cfg)
     }
 
     /// Deserializes merged sources, naming the key of any error, and validates.

@@ -14,6 +14,7 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::Config;
 use crate::event::{Reject, RejectCounts};
+use crate::evidence;
 use crate::kafka;
 use crate::metrics::{Format, Writer};
 use crate::report::Report;
@@ -302,6 +303,37 @@ impl Shared {
             self.metrics.rejected(),
             true,
         )
+    }
+}
+
+impl Shared {
+    /// One connector's scopes at the wall clock, with their `daily` series.
+    fn report_connector_daily(&self, connector: &str) -> Report {
+        let now = wall_clock();
+        Report {
+            now,
+            criteria_window_days: self.cfg.criteria.window_days,
+            rejected: self.metrics.rejected(),
+            scopes: self.store.measure_connector(&self.cfg, now, connector),
+        }
+    }
+
+    /// The evidence pack of one connector at the wall clock (SPEC §11),
+    /// `None` when the daemon holds no scope of it.
+    pub fn evidence_html(&self, connector: &str) -> Option<String> {
+        let r = self.report_connector_daily(connector);
+        let k = &self.cfg.kafka;
+        let prov = evidence::Provenance {
+            input: format!(
+                "Kafka topic {} at {}, consumer group {}",
+                k.topics.join(", "),
+                k.brokers,
+                k.group_id
+            ),
+            config: self.cfg.source.as_ref().map(|p| p.display().to_string()),
+            made_at: r.now,
+        };
+        evidence::html(&r, &self.cfg, &prov, Some(connector)).ok()
     }
 }
 

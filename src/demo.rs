@@ -57,6 +57,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     cfg.kafka.group_id = ov.group.clone().expect("set");
     cfg.http.listen = ov.listen.clone().expect("set");
     cfg.state.dir = state_dir;
+    cfg.source = Some("config/demo.toml (built into the binary)".into());
 
     let mut gen = Generator::new(loadgen::demo_profiles(), 42);
     let mut sender = Sender::new(&brokers, TOPIC, 200)?;

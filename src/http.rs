@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoints (SPEC §10): `/metrics`, `/api/v1/criteria`,
-//! `/healthz`, `/readyz` and `/`, a page for people; and the server that
+//! `/healthz`, `/readyz`, `/` (a page for people, `page`) and
+//! `/connectors/<id>` (the evidence pack, `evidence`); and the server that
 //! carries them, hardened against abusive clients.
 //!
 //! - `/metrics` and `/api/v1/criteria` are served from the background
@@ -30,7 +31,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -41,11 +42,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::criteria::Status;
 use crate::daemon::Shared;
 use crate::metrics::Format;
+use crate::page;
 use crate::report::Report;
-use crate::timeutil;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -54,6 +54,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/", get(page))
+        .route("/connectors/{connector}", get(connector_page))
         .with_state(shared)
 }
 
@@ -105,7 +106,12 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
-    on_demand(&shared, |r, s| Html(render_page(r, s)).into_response()).await
+    // The page draws each scope's daily sparkline: it measures its own
+    // report with the daily series, under the render cap.
+    on_demand(&shared, |_, s| {
+        Html(page::render(&s.report_now_daily(), &s.cfg)).into_response()
+    })
+    .await
 }
 
 /// Renders a response from the latest report on the blocking pool, at most
@@ -383,96 +389,15 @@ impl AsyncWrite for Tracked {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn ratio_cell(v: Option<f64>, pass: Option<bool>, threshold: &str) -> String {
-    let class = match pass {
-        Some(true) => "pass",
-        Some(false) => "fail",
-        None => "undecided",
-    };
-    let value = v.map_or("–".to_string(), |v| format!("{:.4}", v));
-    format!("<td class=\"{class}\">{value}<small> {threshold}</small></td>")
-}
-
-fn bool_cell(pass: Option<bool>) -> String {
-    match pass {
-        Some(true) => "<td class=\"pass\">yes</td>".into(),
-        Some(false) => "<td class=\"fail\">no</td>".into(),
-        None => "<td class=\"undecided\">undecided</td>".into(),
-    }
-}
-
-/// One self-contained page: no external assets, refreshes itself.
-fn render_page(r: &Report, shared: &Shared) -> String {
-    let k = &shared.cfg.criteria;
-    let mut rows = String::new();
-    for s in &r.scopes {
-        let m = &s.measures;
-        let w = m.criteria();
-        let c = &s.verdict.criteria;
-        let st = s.verdict.status;
-        let st_class = match st {
-            Status::GaEligible => "ga",
-            Status::GaEligibleByException => "exc",
-            Status::NotEligible => "no",
-            Status::InsufficientData => "insuf",
-        };
-        rows.push_str(&format!(
-            "<tr data-connector=\"{conn}\" data-cloud=\"{cloud}\" data-status=\"{status}\">\
-             <td>{conn}</td><td>{cloud}</td><td class=\"status {st_class}\">{status}</td><td>{elig}</td>{avail}{slo}{succ}\
-             <td class=\"{wau_c}\">{w0} / {w1} / {w2}<small> ≥{wau_t}</small></td>\
-             <td class=\"{mac_c}\">{mac}<small> ≥{mac_t}</small></td>{bip}{sup}{exc}</tr>\n",
-            conn = esc(&m.connector),
-            cloud = m.cloud_label(),
-            status = st.as_str(),
-            elig = w.counts.eligible(),
-            avail = ratio_cell(w.availability, c.availability, &format!("≥{}", k.availability)),
-            slo = ratio_cell(w.slo, c.slo, &format!("≥{}", k.slo)),
-            succ = ratio_cell(w.success_rate, c.success_rate, &format!("&gt;{}", k.success_rate)),
-            wau_c = if c.weekly_active_users { "pass" } else { "rec" },
-            w0 = m.weekly_active_users[0],
-            w1 = m.weekly_active_users[1],
-            w2 = m.weekly_active_users[2],
-            wau_t = k.weekly_active_users,
-            mac_c = if c.monthly_active_connections { "pass" } else { "rec" },
-            mac = m.monthly_active_connections,
-            mac_t = k.monthly_active_connections,
-            bip = bool_cell(Some(c.backend_in_production)),
-            sup = bool_cell(Some(c.support_model)),
-            exc = bool_cell(c.exception),
-        ));
-    }
-    let rejected: u64 = r.rejected.total();
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
-<title>connector-ga-exporter</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: .35em .6em; border-bottom: 1px solid #ddd; text-align: left; white-space: nowrap; }}
-th {{ background: #f4f4f4; }}
-small {{ color: #777; }}
-.pass {{ color: #0a7a2f; }} .fail {{ color: #b3261e; font-weight: 600; }} .undecided {{ color: #8a6d00; }} .rec {{ color: #8a6d00; }}
-.status {{ font-weight: 700; }} .ga {{ background: #d9f2e0; }} .exc {{ background: #e3ecfb; }} .no {{ background: #fbe0de; }} .insuf {{ background: #fff4cc; }}
-</style></head><body>
-<h1>Connector GA criteria</h1>
-<p>At {now} over the last {days} days. Required: availability, SLO, success rate, backend in production, support model;
-recommended: weekly active users (3 weeks) and monthly active connections. {nscopes} scopes, {rejected} events rejected.
-Refreshes every 10 s. <a href="/metrics">metrics</a> · <a href="/api/v1/criteria">JSON</a></p>
-<table><thead><tr><th>connector</th><th>cloud</th><th>status</th><th>eligible</th><th>availability</th><th>SLO</th><th>success rate</th>
-<th>weekly users (w0/w1/w2)</th><th>MAC</th><th>backend in prod.</th><th>support model</th><th>exception</th></tr></thead>
-<tbody>
-{rows}</tbody></table></body></html>
-"#,
-        now = timeutil::format_micros(r.now),
-        days = r.criteria_window_days,
-        nscopes = r.scopes.len(),
-    )
+/// The evidence pack of one connector (SPEC §11), live; 404 for a
+/// connector the daemon holds no scope of.
+async fn connector_page(
+    State(shared): State<Arc<Shared>>,
+    Path(connector): Path<String>,
+) -> Response {
+    on_demand(&shared, move |_, s| match s.evidence_html(&connector) {
+        Some(body) => Html(body).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such connector\n").into_response(),
+    })
+    .await
 }

@@ -9,7 +9,9 @@
 //! distinct sets and sketches, per-connection counters) held in a sharded
 //! `store` → `criteria` (measures, verdict) → `budget` (SPEC §11: budgets,
 //! recovery dates, daily rows) → `report` (JSON, table) and
-//! `metrics` / `http` (Prometheus, API, page).
+//! `metrics` / `http` (Prometheus, API, page), with `evidence` (the
+//! evidence pack, Markdown and HTML), `page` (the page `/`), `svg` (charts)
+//! and `numfmt` (how numbers print).
 //!
 //! Around the engine: `config`, `kafka` (consumer, offsets, dead letters),
 //! `checkpoint` (snapshots), `daemon` (the `run` command), `loadgen` and
@@ -24,11 +26,15 @@ pub mod criteria;
 pub mod daemon;
 pub mod demo;
 pub mod event;
+pub mod evidence;
 pub mod http;
 pub mod kafka;
 pub mod loadgen;
 pub mod metrics;
+pub mod numfmt;
+pub mod page;
 pub mod report;
 pub mod state;
 pub mod store;
+pub mod svg;
 pub mod timeutil;

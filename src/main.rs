@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_ga_exporter::config::{Config, LogFormat, Overrides};
-use connector_ga_exporter::{daemon, demo, loadgen, report, timeutil};
+use connector_ga_exporter::{daemon, demo, evidence, loadgen, report, timeutil};
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +24,10 @@ struct Cli {
 enum Format {
     Table,
     Json,
+    /// The evidence pack of SPEC §11, per connector.
+    Markdown,
+    /// The evidence pack as one self-contained HTML5 file.
+    Html,
 }
 
 #[derive(Subcommand)]
@@ -69,6 +73,9 @@ enum Cmd {
         /// window) to the JSON.
         #[arg(long)]
         daily: bool,
+        /// With markdown or html: only this connector's evidence pack.
+        #[arg(long)]
+        connector: Option<String>,
     },
     /// Produce synthetic connector events to Kafka.
     Loadgen {
@@ -177,6 +184,7 @@ fn real_main() -> anyhow::Result<()> {
             now,
             format,
             daily,
+            connector,
         } => {
             let cfg = Config::load(config.as_deref(), &Overrides::default())?;
             let now = match now {
@@ -187,11 +195,22 @@ fn real_main() -> anyhow::Result<()> {
                 None => None,
             };
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let r =
-                report::report_file_with(&input, &cfg, now, daemon::wall_clock(), threads, daily)?;
+            let pack = matches!(format, Format::Markdown | Format::Html);
+            if connector.is_some() && !pack {
+                anyhow::bail!("--connector goes with --format markdown or html");
+            }
+            let made_at = daemon::wall_clock();
+            let r = report::report_file_with(&input, &cfg, now, made_at, threads, pack || daily)?;
+            let prov = evidence::Provenance {
+                input: input.display().to_string(),
+                config: config.as_ref().map(|p| p.display().to_string()),
+                made_at,
+            };
             let text = match format {
                 Format::Json => serde_json::to_string_pretty(&r.to_json())? + "\n",
                 Format::Table => r.to_table(&cfg),
+                Format::Markdown => evidence::markdown(&r, &cfg, &prov, connector.as_deref())?,
+                Format::Html => evidence::html(&r, &cfg, &prov, connector.as_deref())?,
             };
             write_stdout(&text)
         }

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use crate::budget::{Allowance, Budget, DailyRow};
 use crate::config::Config;
 use crate::event::{self, Event, Reject, RejectCounts};
+use crate::numfmt::{self, Cmp};
 use crate::state::{Admission, Params};
 use crate::store::{ScopeReport, Store};
 use crate::timeutil::{self, Micros};
@@ -90,9 +91,9 @@ impl Report {
             "CLOUD".into(),
             "STATUS".into(),
             "ELIGIBLE".into(),
-            format!("AVAIL(>={})", k.availability),
-            format!("SLO(>={})", k.slo),
-            format!("SUCCESS(>{})", k.success_rate),
+            format!("AVAIL(>={}%)", numfmt::threshold_pct(k.availability)),
+            format!("SLO(>={}%)", numfmt::threshold_pct(k.slo)),
+            format!("SUCCESS(>{}%)", numfmt::threshold_pct(k.success_rate)),
             format!("WAU(>={} x3)", k.weekly_active_users),
             format!("MAC(>={})", k.monthly_active_connections),
             "ATTESTED".into(),
@@ -107,8 +108,10 @@ impl Report {
                 Some(false) => "✗",
                 None => "?",
             };
-            let ratio = |r: Option<f64>, pass: Option<bool>| match r {
-                Some(r) => format!("{:.4} {}", r, mark(pass)),
+            // Percent with enough digits that a failing value never reads
+            // as its threshold (issue 10 item 10; see `numfmt`).
+            let ratio = |r: Option<f64>, t: f64, cmp: Cmp, pass: Option<bool>| match r {
+                Some(r) => format!("{}% {}", numfmt::pct_vs(r, t, cmp), mark(pass)),
                 None => "- ?".into(),
             };
             rows.push(vec![
@@ -116,9 +119,9 @@ impl Report {
                 m.cloud_label().into(),
                 s.verdict.status.as_str().into(),
                 w.counts.eligible().to_string(),
-                ratio(w.availability, c.availability),
-                ratio(w.slo, c.slo),
-                ratio(w.success_rate, c.success_rate),
+                ratio(w.availability, k.availability, Cmp::AtLeast, c.availability),
+                ratio(w.slo, k.slo, Cmp::AtLeast, c.slo),
+                ratio(w.success_rate, k.success_rate, Cmp::Above, c.success_rate),
                 format!(
                     "{}/{}/{} {}",
                     m.weekly_active_users[0],

@@ -234,4 +234,34 @@ impl Store {
             .map(|i| self.lock(i).scope_count())
             .sum()
     }
+
+    /// The scopes of one connector (`all` first, then clouds by name) with
+    /// their `daily` series: what `/connectors/<id>` shows. It locks and
+    /// measures one shard's connector only, not every scope.
+    pub fn measure_connector(&self, cfg: &Config, now: Micros, id: &str) -> Vec<ScopeReport> {
+        let e = self.lock(state::shard_of(id, self.shards.len()));
+        let Some(c) = e.connectors.get(id) else {
+            return Vec::new();
+        };
+        let scopes: Vec<(Cloud, &ScopeState)> = c.scopes().collect();
+        if scopes.is_empty() {
+            return Vec::new();
+        }
+        let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
+        let mut out = vec![ScopeReport::build(id, None, &all, None, now, cfg, true)];
+        for (cloud, s) in scopes {
+            let total = Some(s.total.clone());
+            out.push(ScopeReport::build(
+                id,
+                Some(cloud),
+                &[s],
+                total,
+                now,
+                cfg,
+                true,
+            ));
+        }
+        out[1..].sort_by_key(|r| r.measures.cloud_label());
+        out
+    }
 }

@@ -30,8 +30,7 @@ pub struct ConnCounts {
 }
 
 impl ConnCounts {
-    /// (day, availability denominator, connector failures) per stored day:
-    /// `budget` slides the SLO window over them.
+    /// (day, availability denominator, connector failures) per stored day.
     pub fn day_entries(&self) -> &[(i32, u32, u32)] {
         &self.days
     }

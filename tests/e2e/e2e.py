@@ -14,6 +14,9 @@ non-zero with a message on stderr otherwise.
   compare A_JSON B_JSON compare two report documents (floats to 1e-9)
   check-prom PROM_URL EXPECTED SECS  query Prometheus for statuses and rejections
   check-dom DOM_FILE EXPECTED        the page lists every scope with its status
+  check-page URL PNG WIDTH TEXT      headless Chromium (DevTools protocol) loads URL in a
+                        WIDTH px window: the page shows TEXT, nothing overflows
+                        horizontally; a full-page screenshot goes to PNG
 """
 import datetime as dt
 import json
@@ -503,6 +506,100 @@ def check_dom(dom_file, expected_file):
     print(f"page: {len(rows)} scope rows, each with its status")
 
 
+def check_page(url, png, width, text):
+    """Loads URL in headless Chromium through the DevTools protocol
+    (websocket-client), measures the layout and takes a full-page
+    screenshot. Fails when the document is wider than the window (a
+    horizontal scrollbar), or TEXT is not in its visible text."""
+    import base64
+    import subprocess
+    import tempfile
+    import websocket  # PyPI websocket-client
+
+    width = int(width)
+    port_s = socket.socket()
+    port_s.bind(("127.0.0.1", 0))
+    port = port_s.getsockname()[1]
+    port_s.close()
+    profile = tempfile.mkdtemp(prefix="ga-chrome-")
+    chrome = subprocess.Popen(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
+         f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
+         f"--window-size={width},900", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        targets = None
+        while time.time() < deadline:
+            try:
+                _, body = http_get(f"http://127.0.0.1:{port}/json/list", 2)
+                targets = [t for t in json.loads(body) if t.get("type") == "page"]
+                if targets:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        if not targets:
+            die("chromium: no DevTools page target within 30 s")
+        ws = websocket.create_connection(targets[0]["webSocketDebuggerUrl"], timeout=60)
+        ids = iter(range(1, 1 << 30))
+
+        def call(method, **params):
+            i = next(ids)
+            ws.send(json.dumps({"id": i, "method": method, "params": params}))
+            while True:
+                msg = json.loads(ws.recv())
+                if msg.get("id") == i:
+                    if "error" in msg:
+                        die(f"chromium: {method}: {msg['error']}")
+                    return msg.get("result", {})
+
+        def wait_event(name):
+            while True:
+                msg = json.loads(ws.recv())
+                if msg.get("method") == name:
+                    return msg
+
+        call("Page.enable")
+        call("Emulation.setDeviceMetricsOverride", width=width, height=900,
+             deviceScaleFactor=1, mobile=False)
+        call("Page.navigate", url=url)
+        wait_event("Page.loadEventFired")
+
+        def js(expr):
+            return call("Runtime.evaluate", expression=expr, returnByValue=True)["result"]["value"]
+
+        m = js("({sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth,"
+               " h: document.documentElement.scrollHeight, text: document.body.innerText,"
+               " wide: Array.from(document.querySelectorAll('body *')).filter(e =>"
+               "   e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)"
+               "   .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' +"
+               "   Math.round(e.getBoundingClientRect().right))})")
+        shot = call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                    clip={"x": 0, "y": 0, "width": width, "height": min(m["h"], 8000), "scale": 1})
+        with open(png, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        ws.close()
+    finally:
+        chrome.terminate()
+        try:
+            chrome.wait(10)
+        except subprocess.TimeoutExpired:
+            chrome.kill()
+    errs = []
+    if m["sw"] > m["cw"]:
+        errs.append(f"the document is {m['sw']} px wide in a {m['cw']} px window; "
+                    f"elements past the edge: {m['wide']}")
+    if text not in m["text"]:
+        errs.append(f"text {text!r} not on the page")
+    if errs:
+        die(f"{url}:\n  " + "\n  ".join(errs))
+    print(f"{url}: fits {m['cw']} px (document {m['sw']} px wide, {m['h']} px tall), "
+          f"shows {text!r}; screenshot {png}")
+
+
 def main():
     cmds = {
         "gen": (gen, 1), "free-port": (free_port, 0), "wait-port": (wait_port, 2),
@@ -510,6 +607,7 @@ def main():
         "wait-ready": (wait_ready, 2), "wait-totals": (wait_totals, 3),
         "check-hand": (check_hand, 2), "compare": (compare, 2),
         "check-prom": (check_prom, 3), "check-dom": (check_dom, 2),
+        "check-page": (check_page, 4),
     }
     if len(sys.argv) < 2 or sys.argv[1] not in cmds or len(sys.argv) - 2 != cmds[sys.argv[1]][1]:
         die(__doc__)

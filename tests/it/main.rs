@@ -17,6 +17,7 @@ mod budget;
 mod daemon;
 mod decoder;
 mod edges;
+mod evidence;
 mod props;
 mod report_cli;
 mod rules;
