@@ -27,6 +27,7 @@ pub mod kafka;
 pub mod loadgen;
 pub mod metrics;
 pub mod report;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod timeutil;

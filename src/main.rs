@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_ga_exporter::config::{Config, LogFormat, Overrides};
-use connector_ga_exporter::{daemon, demo, loadgen, report, timeutil};
+use connector_ga_exporter::{daemon, demo, loadgen, report, rules, timeutil};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,13 @@ enum Cmd {
         now: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Print the Prometheus rule file (recording rules, burn-rate, status and
+    /// exporter-health alerts) built from the thresholds in force.
+    Rules {
+        /// Config file (TOML); CONNECTOR_GA__* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Produce synthetic connector events to Kafka.
     Loadgen {
@@ -188,6 +195,10 @@ fn real_main() -> anyhow::Result<()> {
                 Format::Table => r.to_table(&cfg),
             };
             write_stdout(&text)
+        }
+        Cmd::Rules { config } => {
+            let cfg = Config::load(config.as_deref(), &Overrides::default())?;
+            write_stdout(&rules::render(&cfg)?)
         }
         Cmd::Loadgen {
             brokers,
