@@ -199,6 +199,7 @@ struct Objective {
 struct Numbers {
     availability: BigDecimal,
     success_rate: BigDecimal,
+    exception_success_rate: BigDecimal,
     isv: bool,
     window_days: u32,
     objectives: [Objective; 2],
@@ -208,6 +209,8 @@ fn numbers(cfg: &Config) -> Result<Numbers, RulesError> {
     let c = &cfg.criteria;
     let availability = exact("criteria.availability", c.availability)?;
     let success_rate = exact("criteria.success_rate", c.success_rate)?;
+    let exception_success_rate =
+        exact("criteria.exception_success_rate", c.exception_success_rate)?;
     let isv = c.success_rate_formula == SuccessRateFormula::Isv;
     let one = BigDecimal::from(1);
     let objectives = [
@@ -233,6 +236,7 @@ fn numbers(cfg: &Config) -> Result<Numbers, RulesError> {
     Ok(Numbers {
         availability,
         success_rate,
+        exception_success_rate,
         isv,
         window_days: c.window_days,
         objectives,
@@ -693,8 +697,9 @@ fn success_rate_low_alert(n: &Numbers) -> Rule {
     .annotate(
         format!("{{{{ $labels.connector }}}} ({{{{ $labels.cloud }}}}) {w}-day success rate is {{{{ $value | humanizePercentage }}}}"),
         format!(
-            "The {w}-day success rate of {{{{ $labels.connector }}}} in cloud {{{{ $labels.cloud }}}} is {{{{ $value | humanizePercentage }}}}; the GA criterion needs more than {} %. Runbook: deploy/README.md#connectorsuccessratelow - look at connector_failures_total by origin: client 4xx count against the success rate too.",
-            percent(&n.success_rate)
+            "The {w}-day success rate of {{{{ $labels.connector }}}} in cloud {{{{ $labels.cloud }}}} is {{{{ $value | humanizePercentage }}}}; the GA criterion needs more than {} % ({} % on the exception path). Runbook: deploy/README.md#connectorsuccessratelow - look at connector_failures_total by origin: client 4xx count against the success rate too.",
+            percent(&n.success_rate),
+            percent(&n.exception_success_rate)
         ),
     )
 }
@@ -789,7 +794,7 @@ fn health_alerts(cfg: &Config) -> Vec<Rule> {
         )
         .annotate(
             "connector-ga-exporter {{ $labels.instance }} reads undecodable messages".into(),
-            "{{ $labels.instance }} rejected about {{ $value | humanize }} Kafka messages as undecodable_message in the last 10 minutes: a producer writes something that is not an event encoding at all. Runbook: deploy/README.md#connectorgaundecodablemessages - inspect the dead-letter topic and the producers of the topic.".into(),
+            "{{ $labels.instance }} rejected Kafka messages as undecodable_message in the last 10 minutes: a producer writes something that is not an event encoding at all. Runbook: deploy/README.md#connectorgaundecodablemessages - inspect the dead-letter topic and the producers of the topic.".into(),
         ),
     ]
 }
