@@ -140,7 +140,8 @@ fn default_budgets_are_exact() {
     assert!(text.contains("#   error budget = 1 - 0.8 = 0.2 "));
     // 0.05 % = 0.0005 x 100; 80 % = 0.8 x 100.
     assert!(text.contains("(0.05 % of eligible requests: availability >= 0.9995)"));
-    assert!(text.contains("needs more than 80 %."));
+    // 0.5 x 100 = 50 % for the exception path.
+    assert!(text.contains("needs more than 80 % (50 % on the exception path)."));
 }
 
 #[test]
