@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks everything under deploy/. Runs from any working directory:
 #   deploy/check.sh
-# Needs promtool and python3; systemd-analyze and kubectl are used when present.
+# Needs promtool, python3 and the release binary (cargo build --release, or
+# CONNECTOR_GA_BIN=PATH); systemd-analyze and kubectl are used when present.
 set -euo pipefail
 
 deploy="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,6 +14,37 @@ step() { printf '\n== %s\n' "$*"; }
 
 command -v promtool >/dev/null || { echo "promtool not found (apt-get install prometheus)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
+
+# The rule file is generated (`connector-ga-exporter rules`, SPEC section 11):
+# the committed one must be exactly the output for the default config.
+bin="${CONNECTOR_GA_BIN:-target/release/connector-ga-exporter}"
+[ -x "$bin" ] || { echo "$bin not found: run cargo build --release first (or set CONNECTOR_GA_BIN)" >&2; exit 1; }
+
+step "rules: deploy/prometheus/connector-ga-rules.yml is the output of \`rules\` for the default config"
+# env -i: no CONNECTOR_GA__* variable of the caller may change the thresholds.
+env -i PATH="$PATH" "$bin" rules >"$tmp/connector-ga-rules.yml"
+if ! diff -u deploy/prometheus/connector-ga-rules.yml "$tmp/connector-ga-rules.yml"; then
+  echo "deploy/prometheus/connector-ga-rules.yml is stale: regenerate it with" >&2
+  echo "  $bin rules > deploy/prometheus/connector-ga-rules.yml" >&2
+  exit 1
+fi
+echo "OK: identical"
+
+step "rules: promtool check rules on the output for a non-default config"
+cat >"$tmp/custom.toml" <<'TOML'
+[criteria]
+window_days = 7
+availability = 0.999
+success_rate = 0.95
+exception_success_rate = 0.9
+success_rate_formula = "isv"
+[state]
+checkpoint_interval_seconds = 600
+TOML
+env -i PATH="$PATH" "$bin" rules --config "$tmp/custom.toml" >"$tmp/custom-rules.yml"
+grep -q 'connector_cloud:availability_error_ratio:rate1h / 0.001$' "$tmp/custom-rules.yml" ||
+  { echo "the custom config's availability budget (1 - 0.999 = 0.001) is not in its rules" >&2; exit 1; }
+promtool check rules "$tmp/custom-rules.yml"
 
 step "promtool check rules"
 promtool check rules deploy/prometheus/*rules.yml

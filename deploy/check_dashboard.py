@@ -23,7 +23,7 @@ import os
 import re
 import sys
 
-# SPEC.md section 7.
+# SPEC.md sections 7, 11 and 12.
 SPEC_METRICS = {
     "connector_requests_total",
     "connector_throttled_total",
@@ -40,11 +40,18 @@ SPEC_METRICS = {
     "connector_ga_events_rejected_total",
     "connector_ga_consumer_lag",
     "connector_ga_last_checkpoint_timestamp_seconds",
+    # section 11
+    "connector_ga_budget_remaining",
+    "connector_ga_recovers_timestamp_seconds",
+    "connector_ga_exception_opens_timestamp_seconds",
+    # section 12
+    "connector_ga_tasks_owned",
 }
 # Self-metrics of the daemon.
 SELF_METRICS = {
     "connector_ga_kafka_connected",
     "connector_ga_build_info",
+    "connector_ga_checkpoint_failures_total",
     # the standard process collector (prometheus crate, Linux)
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod numfmt;
 pub mod page;
 pub mod report;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod svg;

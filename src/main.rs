@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_ga_exporter::config::{Config, LogFormat, Overrides};
-use connector_ga_exporter::{daemon, demo, evidence, loadgen, report, timeutil};
+use connector_ga_exporter::{daemon, demo, evidence, loadgen, report, rules, timeutil};
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +76,13 @@ enum Cmd {
         /// With markdown or html: only this connector's evidence pack.
         #[arg(long)]
         connector: Option<String>,
+    },
+    /// Print the Prometheus rule file (recording rules, burn-rate, status and
+    /// exporter-health alerts) built from the thresholds in force.
+    Rules {
+        /// Config file (TOML); CONNECTOR_GA__* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Produce synthetic connector events to Kafka.
     Loadgen {
@@ -213,6 +220,10 @@ fn real_main() -> anyhow::Result<()> {
                 Format::Html => evidence::html(&r, &cfg, &prov, connector.as_deref())?,
             };
             write_stdout(&text)
+        }
+        Cmd::Rules { config } => {
+            let cfg = Config::load(config.as_deref(), &Overrides::default())?;
+            write_stdout(&rules::render(&cfg)?)
         }
         Cmd::Loadgen {
             brokers,

@@ -9,10 +9,12 @@
 //! - `edges`: the SLO sample past `max_connections_per_scope`, `report`
 //!   without a series limit, latencies up to 24 h.
 //! - `decoder`: SPEC §2's pinned decoder edges, table-driven.
+//! - `alert_rules`: `rules` output through promtool for several configs.
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
 
 mod abuse;
+mod alert_rules;
 mod budget;
 mod daemon;
 mod decoder;
