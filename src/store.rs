@@ -19,7 +19,7 @@ use crate::classify::Cloud;
 use crate::config::Config;
 use crate::criteria::{self, ScopeMeasures, Verdict};
 use crate::event::{Event, Reject, RejectCounts};
-use crate::state::{self, Admission, Engine, Params, ScopeState, SeriesBudget};
+use crate::state::{self, Admission, ConnectorState, Engine, Params, ScopeState, SeriesBudget};
 use crate::timeutil::Micros;
 
 /// One scope's measures and verdict.
@@ -172,24 +172,7 @@ impl Store {
         for i in 0..self.shards.len() {
             let e = self.lock(i);
             for (id, c) in &e.connectors {
-                let scopes: Vec<(Cloud, &ScopeState)> = c.scopes().collect();
-                if scopes.is_empty() {
-                    continue;
-                }
-                let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
-                out.push(ScopeReport::build(id, None, &all, None, now, cfg, daily));
-                for (cloud, s) in scopes {
-                    let total = Some(s.total.clone());
-                    out.push(ScopeReport::build(
-                        id,
-                        Some(cloud),
-                        &[s],
-                        total,
-                        now,
-                        cfg,
-                        daily,
-                    ));
-                }
+                out.extend(measure_scopes(id, c, cfg, now, daily));
             }
         }
         // By connector, then cloud name, `all` first.
@@ -243,25 +226,40 @@ impl Store {
         let Some(c) = e.connectors.get(id) else {
             return Vec::new();
         };
-        let scopes: Vec<(Cloud, &ScopeState)> = c.scopes().collect();
-        if scopes.is_empty() {
-            return Vec::new();
-        }
-        let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
-        let mut out = vec![ScopeReport::build(id, None, &all, None, now, cfg, true)];
-        for (cloud, s) in scopes {
-            let total = Some(s.total.clone());
-            out.push(ScopeReport::build(
-                id,
-                Some(cloud),
-                &[s],
-                total,
-                now,
-                cfg,
-                true,
-            ));
+        let mut out = measure_scopes(id, c, cfg, now, true);
+        if out.is_empty() {
+            return out;
         }
         out[1..].sort_by_key(|r| r.measures.cloud_label());
         out
     }
+}
+
+/// A connector's scopes: `all` first, then each cloud it has events in.
+fn measure_scopes(
+    id: &str,
+    c: &ConnectorState,
+    cfg: &Config,
+    now: Micros,
+    daily: bool,
+) -> Vec<ScopeReport> {
+    let scopes: Vec<(Cloud, &ScopeState)> = c.scopes().collect();
+    if scopes.is_empty() {
+        return Vec::new();
+    }
+    let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
+    let mut out = vec![ScopeReport::build(id, None, &all, None, now, cfg, daily)];
+    for (cloud, s) in scopes {
+        let total = Some(s.total.clone());
+        out.push(ScopeReport::build(
+            id,
+            Some(cloud),
+            &[s],
+            total,
+            now,
+            cfg,
+            daily,
+        ));
+    }
+    out
 }

@@ -6,18 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::data;
-
-const BIN: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
+use crate::common::{data, BIN};
 
 /// Runs `report` with `args`; panics with its stderr when it fails.
 fn report(args: &[&str]) -> String {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("report").args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CONNECTOR_GA__")) {
-        cmd.env_remove(k);
-    }
-    let out = cmd.output().expect("run the binary");
+    let out = crate::common::report_cmd(args);
     assert!(
         out.status.success(),
         "report {args:?} failed: {}",

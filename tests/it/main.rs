@@ -36,6 +36,20 @@ pub mod common {
             .join(name)
     }
 
+    /// The binary under test.
+    pub const BIN: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
+
+    /// Runs `connector-ga-exporter report ARGS`. The test must not depend on
+    /// the caller's environment overrides, so `CONNECTOR_GA__*` are removed.
+    pub fn report_cmd(args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("report").args(args);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CONNECTOR_GA__")) {
+            cmd.env_remove(k);
+        }
+        cmd.output().expect("run the binary")
+    }
+
     /// Compares two JSON values key for key; numbers as f64 within 1e-9.
     /// Returns every difference, with its path.
     pub fn json_diff(path: &str, got: &Value, want: &Value, out: &mut Vec<String>) {

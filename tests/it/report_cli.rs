@@ -2,22 +2,14 @@
 //! `tests/data`, compared key for key with hand-worked expectations.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::common::{assert_json_eq, data};
 
-const BIN: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
-
 fn report(args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("report").args(args);
-    // The test must not depend on the caller's environment overrides.
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CONNECTOR_GA__")) {
-        cmd.env_remove(k);
-    }
-    cmd.output().expect("run the binary")
+    crate::common::report_cmd(args)
 }
 
 fn report_json(input: &Path, config: Option<&Path>, now: Option<&str>) -> Value {
