@@ -23,11 +23,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::event::{self, Event, RejectCounts};
+use connector_ga_exporter::engine::event::{self, Event, RejectCounts};
+use connector_ga_exporter::engine::state::Admission;
+use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report;
-use connector_ga_exporter::state::Admission;
 use connector_ga_exporter::store::Store;
-use connector_ga_exporter::timeutil::{self, Micros};
 use criterion::{Criterion, SamplingMode, Throughput};
 
 struct Fixture {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use crate::classify::Fault;
+use crate::engine::classify::Fault;
 
 /// The environment variable prefix: `CONNECTOR_GA__CRITERIA__WINDOW_DAYS=7`.
 pub const ENV_PREFIX: &str = "CONNECTOR_GA";
@@ -501,17 +501,17 @@ impl Config {
         ] {
             // Budgets solve the threshold inequalities in exact integers
             // (`budget`), which needs a ratio of at most 18 decimals.
-            if let Err(e) = crate::budget::Threshold::from_f64(v) {
+            if let Err(e) = crate::engine::budget::Threshold::from_f64(v) {
                 return Err(key_err(k, e.to_string()));
             }
         }
-        if c.retention_days == 0 || c.retention_days > crate::state::MAX_RETENTION_DAYS {
+        if c.retention_days == 0 || c.retention_days > crate::engine::state::MAX_RETENTION_DAYS {
             return Err(key_err(
                 "criteria.retention_days",
                 format!(
                     "{} is outside 1..={} (distinct counts keep one bit per retained day)",
                     c.retention_days,
-                    crate::state::MAX_RETENTION_DAYS
+                    crate::engine::state::MAX_RETENTION_DAYS
                 ),
             ));
         }
@@ -534,12 +534,12 @@ impl Config {
                         format!("{w} is longer than retention_days = {}", c.retention_days),
                     ))
                 }
-                Some(Window::Hours(n)) if n > crate::state::MAX_HOUR_WINDOW => {
+                Some(Window::Hours(n)) if n > crate::engine::state::MAX_HOUR_WINDOW => {
                     return Err(key_err(
                         "criteria.windows",
                         format!(
                             "{w}: hour windows go up to {}h; use days",
-                            crate::state::MAX_HOUR_WINDOW
+                            crate::engine::state::MAX_HOUR_WINDOW
                         ),
                     ))
                 }
@@ -553,7 +553,7 @@ impl Config {
             }
         }
         for id in self.connectors.keys() {
-            if !crate::event::valid_connector(id) {
+            if !crate::engine::event::valid_connector(id) {
                 return Err(key_err(
                     &format!("connectors.{id}"),
                     "not a valid connector id",

@@ -3,39 +3,33 @@
 //! preview and become generally available, and exports every criterion and
 //! the verdict to Prometheus.
 //!
-//! The data flows one way (`../SPEC.md` is the contract):
+//! The folders show the design; data flows one way (`../SPEC.md` is the
+//! contract):
 //!
-//! `event` (decode, validate) → `classify` → `state` (bucket rings,
-//! distinct sets and sketches, per-connection counters) held in a sharded
-//! `store` → `criteria` (measures, verdict) → `budget` (SPEC §11: budgets,
-//! recovery dates, daily rows) → `report` (JSON, table) and
-//! `metrics` / `http` (Prometheus, API, page), with `evidence` (the
-//! evidence pack, Markdown and HTML), `page` (the page `/`), `svg` (charts)
-//! and `numfmt` (how numbers print).
-//!
-//! Around the engine: `config`, `kafka` (consumer, offsets, dead letters),
-//! `checkpoint` (snapshots), `daemon` (the `run` command), `loadgen` and
-//! `demo`. Nothing in the engine imports Kafka or HTTP, and nothing in it
-//! reads a clock: every function takes `now`.
+//! - [`engine`]: decode and validate events, classify them, aggregate them
+//!   into bucket rings and distinct sets, measure the criteria, decide the
+//!   verdict and its budgets. Pure: no tokio, rdkafka or HTTP, and no clock
+//!   (every function takes `now`).
+//! - [`config`]: the configuration and its validation.
+//! - [`store`]: the engine's state as the daemon holds it.
+//! - [`checkpoint`]: snapshots of that state with their offsets.
+//! - [`kafka`]: the consumer group, offsets, dead letters.
+//! - [`report`]: the `report` command and the report every reader shows.
+//! - [`render`]: numbers, charts and the evidence pack (Markdown, HTML).
+//! - [`serve`]: HTTP (`/metrics`, `/api/v1/criteria`, the pages).
+//! - [`app`]: the `run` command; owns the shared handles and hands each
+//!   part the narrow one it needs.
+//! - [`rules`]: the Prometheus rule file.
+//! - [`tools`]: `loadgen`, `demo` and `mock-kafka`, outside the production path.
 
-pub mod budget;
+pub mod app;
 pub mod checkpoint;
-pub mod classify;
 pub mod config;
-pub mod criteria;
-pub mod daemon;
-pub mod demo;
-pub mod event;
-pub mod evidence;
-pub mod http;
+pub mod engine;
 pub mod kafka;
-pub mod loadgen;
-pub mod metrics;
-pub mod numfmt;
-pub mod page;
+pub mod render;
 pub mod report;
 pub mod rules;
-pub mod state;
+pub mod serve;
 pub mod store;
-pub mod svg;
-pub mod timeutil;
+pub mod tools;

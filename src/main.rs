@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_ga_exporter::config::{Config, LogFormat, Overrides};
-use connector_ga_exporter::{daemon, demo, evidence, loadgen, report, rules, timeutil};
+use connector_ga_exporter::engine::timeutil;
+use connector_ga_exporter::render::evidence;
+use connector_ga_exporter::tools::{demo, loadgen, mock};
+use connector_ga_exporter::{app as daemon, report, rules};
 
 #[derive(Parser)]
 #[command(
@@ -260,14 +263,7 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::MockKafka { topics, brokers } => {
-            let mock = rdkafka::mocking::MockCluster::new(brokers)?;
-            for t in &topics {
-                let (name, parts) = t.rsplit_once(':').unwrap_or((t.as_str(), "1"));
-                let parts: i32 = parts
-                    .parse()
-                    .with_context(|| format!("--topic {t:?}: partitions must be a number"))?;
-                mock.create_topic(name, parts, 1)?;
-            }
+            let mock = mock::start(brokers, &topics)?;
             println!("{}", mock.bootstrap_servers());
             use std::io::Write;
             std::io::stdout().flush()?;

@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
-use crate::budget::{Allowance, Budget, DailyRow};
 use crate::config::Config;
-use crate::event::{self, Event, Reject, RejectCounts};
-use crate::numfmt::{self, Cmp};
-use crate::state::{Admission, Params};
-use crate::store::{ScopeReport, Store};
-use crate::timeutil::{self, Micros};
+use crate::engine::budget::{Allowance, Budget, DailyRow};
+use crate::engine::event::{self, Event, Reject, RejectCounts};
+use crate::engine::measure::ScopeReport;
+use crate::engine::state::{Admission, Params};
+use crate::engine::timeutil::{self, Micros};
+use crate::render::numfmt::{self, Cmp};
+use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -12,59 +12,11 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use chrono::NaiveDate;
-
-use crate::budget::{self, Budget, DailyRow};
-use crate::classify::Cloud;
 use crate::config::Config;
-use crate::criteria::{self, ScopeMeasures, Verdict};
-use crate::event::{Event, Reject, RejectCounts};
-use crate::state::{self, Admission, ConnectorState, Engine, Params, ScopeState, SeriesBudget};
-use crate::timeutil::Micros;
-
-/// One scope's measures and verdict.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScopeReport {
-    pub measures: ScopeMeasures,
-    pub verdict: Verdict,
-    /// Lifetime counters (real clouds only), for the `_total` metrics.
-    pub total: Option<state::Counts>,
-    /// SPEC §11: the required criteria that are false, in order.
-    pub failing: Vec<&'static str>,
-    /// SPEC §11: `preview_since` + `exception_preview_months`.
-    pub exception_opens_on: Option<NaiveDate>,
-    /// SPEC §11: room left and recovery dates of the measured criteria.
-    pub budget: Budget,
-    /// SPEC §11: one row per day of the criteria window, when asked for.
-    pub daily: Option<Vec<DailyRow>>,
-}
-
-impl ScopeReport {
-    /// Measures one scope (one cloud, or `all` with `cloud = None`) and
-    /// derives its verdict and the §11 evidence from the same state.
-    pub fn build(
-        connector: &str,
-        cloud: Option<Cloud>,
-        states: &[&ScopeState],
-        total: Option<state::Counts>,
-        now: Micros,
-        cfg: &Config,
-        daily: bool,
-    ) -> ScopeReport {
-        let attested = cfg.connector(connector);
-        let m = criteria::measure_scope(connector, cloud, states, now, cfg);
-        let v = criteria::verdict(&m, attested, now, cfg);
-        ScopeReport {
-            failing: budget::failing(&v.criteria),
-            exception_opens_on: budget::exception_opens_on(attested, cfg),
-            budget: budget::budget(&m, &v.criteria, states, now, cfg),
-            daily: daily.then(|| budget::daily(states, now, cfg)),
-            measures: m,
-            verdict: v,
-            total,
-        }
-    }
-}
+use crate::engine::event::{Event, Reject, RejectCounts};
+use crate::engine::measure::{measure_scopes, ScopeReport};
+use crate::engine::state::{self, Admission, Engine, Params, SeriesBudget};
+use crate::engine::timeutil::Micros;
 
 pub struct Store {
     shards: Vec<Mutex<Engine>>,
@@ -233,33 +185,4 @@ impl Store {
         out[1..].sort_by_key(|r| r.measures.cloud_label());
         out
     }
-}
-
-/// A connector's scopes: `all` first, then each cloud it has events in.
-fn measure_scopes(
-    id: &str,
-    c: &ConnectorState,
-    cfg: &Config,
-    now: Micros,
-    daily: bool,
-) -> Vec<ScopeReport> {
-    let scopes: Vec<(Cloud, &ScopeState)> = c.scopes().collect();
-    if scopes.is_empty() {
-        return Vec::new();
-    }
-    let all: Vec<&ScopeState> = scopes.iter().map(|(_, s)| *s).collect();
-    let mut out = vec![ScopeReport::build(id, None, &all, None, now, cfg, daily)];
-    for (cloud, s) in scopes {
-        let total = Some(s.total.clone());
-        out.push(ScopeReport::build(
-            id,
-            Some(cloud),
-            &[s],
-            total,
-            now,
-            cfg,
-            daily,
-        ));
-    }
-    out
 }

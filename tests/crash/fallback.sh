@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproducer: exactly-once across the snapshot.prev fallback (src/checkpoint.rs
+# Reproducer: exactly-once across the snapshot.prev fallback (src/checkpoint/
 # `load` falls back to snapshot.prev when snapshot.bin is damaged).
 #
 # 1. The daemon consumes a corpus with a 1 s checkpoint interval; it is

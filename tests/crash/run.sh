@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash test of the exactly-once design (src/kafka.rs): the daemon is
+# Crash test of the exactly-once design (src/kafka/): the daemon is
 # SIGKILLed three times while it consumes a fixed corpus and restarted on the
 # same state directory; in the end every event must be counted exactly once
 # and /api/v1/criteria must equal `report` over the same corpus at the same

@@ -5,11 +5,12 @@
 //! code with `budget.rs`.
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::event::{self, RejectCounts};
+use connector_ga_exporter::engine::event::{self, RejectCounts};
+use connector_ga_exporter::engine::measure::ScopeReport;
+use connector_ga_exporter::engine::state::Admission;
+use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report::Report;
-use connector_ga_exporter::state::Admission;
-use connector_ga_exporter::store::{ScopeReport, Store};
-use connector_ga_exporter::timeutil::{self, Micros};
+use connector_ga_exporter::store::Store;
 
 fn t(s: &str) -> Micros {
     timeutil::parse_rfc3339(s).unwrap_or_else(|| panic!("bad time {s}"))

@@ -3,9 +3,9 @@
 //! the rejection reason), worked out by hand from SPEC §2.
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::event::{self, Reject};
+use connector_ga_exporter::engine::event::{self, Reject};
+use connector_ga_exporter::engine::timeutil;
 use connector_ga_exporter::report;
-use connector_ga_exporter::timeutil;
 
 use Reject::*;
 

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::Path;
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::event::{self, Reject, RejectCounts};
+use connector_ga_exporter::engine::event::{self, Reject, RejectCounts};
+use connector_ga_exporter::engine::state::{Admission, Engine};
+use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report::{self, Report};
-use connector_ga_exporter::state::{Admission, Engine};
 use connector_ga_exporter::store::Store;
-use connector_ga_exporter::timeutil::{self, Micros};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 

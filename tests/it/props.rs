@@ -4,11 +4,11 @@
 //! to 10,000 values.
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::event::{self, Event, RejectCounts};
+use connector_ga_exporter::engine::event::{self, Event, RejectCounts};
+use connector_ga_exporter::engine::state::Admission;
+use connector_ga_exporter::engine::timeutil::{self, Micros, MICROS_PER_DAY};
 use connector_ga_exporter::report::Report;
-use connector_ga_exporter::state::Admission;
 use connector_ga_exporter::store::Store;
-use connector_ga_exporter::timeutil::{self, Micros, MICROS_PER_DAY};
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
 use proptest::test_runner::TestCaseError;
@@ -84,8 +84,8 @@ proptest! {
 /// values follow from SPEC §2 alone, never from the decoder.
 mod gen {
     use super::*;
-    use connector_ga_exporter::classify::{Cloud, Fault};
-    use connector_ga_exporter::event::Reject;
+    use connector_ga_exporter::engine::classify::{Cloud, Fault};
+    use connector_ga_exporter::engine::event::Reject;
 
     /// The fields of a decoded event (latency compared within 1e-12
     /// relative, as JSON text need not round-trip to the last bit).

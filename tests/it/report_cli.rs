@@ -261,8 +261,8 @@ fn table_shows_other_statuses() {
 #[test]
 fn streamed_file_now_default_equals_explicit_latest() {
     use connector_ga_exporter::config::Config;
+    use connector_ga_exporter::engine::timeutil;
     use connector_ga_exporter::report;
-    use connector_ga_exporter::timeutil;
     use std::io::Write;
 
     let dir = tempfile::tempdir().unwrap();

@@ -5,14 +5,15 @@
 use std::io::Write;
 
 use chrono::NaiveDate;
-use connector_ga_exporter::classify::Cloud;
 use connector_ga_exporter::config::{Config, ConnectorConfig, Window};
-use connector_ga_exporter::criteria::{self, ScopeMeasures, Status, WindowMeasures};
-use connector_ga_exporter::event::{self, Reject, RejectCounts};
+use connector_ga_exporter::engine::classify::Cloud;
+use connector_ga_exporter::engine::criteria::{self, ScopeMeasures, Status, WindowMeasures};
+use connector_ga_exporter::engine::event::{self, Reject, RejectCounts};
+use connector_ga_exporter::engine::measure::ScopeReport;
+use connector_ga_exporter::engine::state::{Admission, Counts};
+use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report::{self, Report};
-use connector_ga_exporter::state::{Admission, Counts};
-use connector_ga_exporter::store::{ScopeReport, Store};
-use connector_ga_exporter::timeutil::{self, Micros};
+use connector_ga_exporter::store::Store;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- helpers

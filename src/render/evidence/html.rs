@@ -4,9 +4,9 @@
 
 use super::{packs, scope_name, EvidenceError, Pack, Provenance, Table, Tone};
 use crate::config::Config;
-use crate::numfmt::Cmp;
+use crate::render::numfmt::Cmp;
+use crate::render::svg::{self, esc};
 use crate::report::Report;
-use crate::svg::{self, esc};
 
 /// The page style: a document, readable on screen and on paper.
 pub(crate) const STYLE: &str = "\
@@ -119,7 +119,7 @@ fn pack(out: &mut String, p: &Pack<'_>, prov: &Provenance, several: bool) {
         p.window_days,
         super::date(from),
         super::date(to),
-        crate::timeutil::format_micros(p.now),
+        crate::engine::timeutil::format_micros(p.now),
         id = esc(p.connector),
         st = all.verdict.status.as_str(),
     ));

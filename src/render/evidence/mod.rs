@@ -10,11 +10,11 @@ mod tables;
 use chrono::NaiveDate;
 
 use crate::config::Config;
-use crate::criteria::Status;
-use crate::numfmt::{self, Cmp};
+use crate::engine::criteria::Status;
+use crate::engine::measure::ScopeReport;
+use crate::engine::timeutil::{date_of_day, day_of, Micros};
+use crate::render::numfmt::{self, Cmp};
 use crate::report::Report;
-use crate::store::ScopeReport;
-use crate::timeutil::{date_of_day, day_of, Micros};
 
 pub use html::html;
 pub use markdown::markdown;

@@ -4,13 +4,13 @@
 //! self-contained HTML5 document that fits a 1400 px window.
 
 use crate::config::Config;
-use crate::criteria::Status;
-use crate::evidence::threshold;
-use crate::numfmt::{self, Cmp};
+use crate::engine::criteria::Status;
+use crate::engine::measure::ScopeReport;
+use crate::engine::timeutil;
+use crate::render::evidence::threshold;
+use crate::render::numfmt::{self, Cmp};
+use crate::render::svg::{self, esc};
 use crate::report::Report;
-use crate::store::ScopeReport;
-use crate::svg::{self, esc};
-use crate::timeutil;
 
 const STYLE: &str = "\
 body { font: 13px/1.35 system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 14px 16px; color: #1d1d1f; }

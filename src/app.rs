@@ -13,13 +13,13 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, 
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::Config;
-use crate::event::{Reject, RejectCounts};
-use crate::evidence;
+use crate::engine::event::{Reject, RejectCounts};
+use crate::engine::timeutil::Micros;
 use crate::kafka;
-use crate::metrics::{Format, Writer};
+use crate::render::evidence;
 use crate::report::Report;
+use crate::serve::metrics::{Format, Writer};
 use crate::store::Store;
-use crate::timeutil::Micros;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -414,9 +414,9 @@ pub async fn run(
     };
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(
+    let server = tokio::spawn(crate::serve::http::serve(
         listener,
-        crate::http::router(Arc::clone(&shared)),
+        crate::serve::http::router(Arc::clone(&shared)),
         Arc::clone(&shared),
         async {
             let _ = http_stop_rx.await;

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::admission::Admission;
 use super::scope::ScopeState;
 use super::{ConnectorHash, Params, EMPTY};
-use crate::classify::Cloud;
-use crate::event::{Event, Reject};
-use crate::timeutil::day_of;
+use crate::engine::classify::Cloud;
+use crate::engine::event::{Event, Reject};
+use crate::engine::timeutil::day_of;
 
 /// All the clouds of one connector.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -185,9 +185,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::distinct_count;
-    use crate::state::testutil::{ev, params};
-    use crate::timeutil::parse_rfc3339;
+    use crate::engine::state::distinct_count;
+    use crate::engine::state::testutil::{ev, params};
+    use crate::engine::timeutil::parse_rfc3339;
     use std::borrow::Cow;
 
     #[test]

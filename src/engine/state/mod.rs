@@ -51,8 +51,8 @@ pub use scope::{window_buckets, ScopeState};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::classify::Fault;
 use crate::config::Window;
+use crate::engine::classify::Fault;
 
 /// Distinct counts keep one bit per day in a `u64`.
 pub const MAX_RETENTION_DAYS: u32 = 60;
@@ -109,9 +109,9 @@ pub fn shard_of(connector: &str, n: usize) -> usize {
 pub(crate) mod testutil {
     //! Shared fixtures for the state modules' unit tests.
     use super::*;
-    use crate::classify::Cloud;
-    use crate::event::Event;
-    use crate::timeutil::parse_rfc3339;
+    use crate::engine::classify::Cloud;
+    use crate::engine::event::Event;
+    use crate::engine::timeutil::parse_rfc3339;
     use std::borrow::Cow;
 
     pub fn params() -> Params {

@@ -1,7 +1,7 @@
 //! Which valid events are admitted (SPEC §4): the retention boundary
 //! (`too_old`), the future skew (`from_future`) and `report --now`.
 
-use crate::timeutil::{day_of, Micros};
+use crate::engine::timeutil::{day_of, Micros};
 
 /// Which valid events are admitted, besides field validation.
 #[derive(Debug, Clone, Copy, Default)]

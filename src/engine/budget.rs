@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 
 use crate::config::{Config, ConnectorConfig, SuccessRateFormula};
-use crate::criteria::{Criteria, ScopeMeasures};
-use crate::state::{Counts, IdHash, ScopeState};
-use crate::timeutil::{add_months_clamped, date_of_day, day_of, Micros};
+use crate::engine::criteria::{Criteria, ScopeMeasures};
+use crate::engine::state::{Counts, IdHash, ScopeState};
+use crate::engine::timeutil::{add_months_clamped, date_of_day, day_of, Micros};
 
 /// The most decimal places a threshold may have: 10^18 times a count below
 /// 2^64 stays below 2^127.
@@ -406,12 +406,12 @@ pub fn daily(states: &[&ScopeState], now: Micros, cfg: &Config) -> Vec<DailyRow>
             let counts = day_counts(states, day);
             DailyRow {
                 date: date_of_day(day),
-                availability: crate::criteria::availability(
+                availability: crate::engine::criteria::availability(
                     counts.connector_failures,
                     counts.eligible(),
                     counts.backend_failures,
                 ),
-                success_rate: crate::criteria::success_rate(
+                success_rate: crate::engine::criteria::success_rate(
                     &counts,
                     cfg.criteria.success_rate_formula,
                 ),
@@ -423,7 +423,7 @@ pub fn daily(states: &[&ScopeState], now: Micros, cfg: &Config) -> Vec<DailyRow>
 
 /// (meeting, active) connections in the window at today + k, k = 1 ..= N,
 /// from the stored per-connection days `lo + k ..= d` (one connection
-/// across clouds is one connection, as in [`crate::state::connection_totals`]).
+/// across clouds is one connection, as in [`crate::engine::state::connection_totals`]).
 fn slide_connections(states: &[&ScopeState], lo: i32, d: i32, sla: Threshold) -> Vec<(u64, u64)> {
     let n = (d - lo + 1) as usize;
     let mut out = vec![(0u64, 0u64); n];

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use rdkafka::mocking::MockCluster;
 
+use crate::app::{self, wall_clock, RunOptions};
 use crate::config::{Config, Overrides};
-use crate::daemon::{self, wall_clock, RunOptions};
-use crate::loadgen::{self, Generator, Sender};
+use crate::tools::loadgen::{self, Generator, Sender};
 
 pub const TOPIC: &str = "connector-events";
 
@@ -25,7 +25,7 @@ pub enum DemoError {
     #[error(transparent)]
     Loadgen(#[from] loadgen::LoadgenError),
     #[error(transparent)]
-    Daemon(#[from] daemon::DaemonError),
+    Daemon(#[from] app::DaemonError),
 }
 
 pub struct DemoOptions {
@@ -44,7 +44,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let state_dir = opts.state_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("connector-ga-demo-{}", std::process::id()))
     });
-    let mut cfg = Config::from_toml(include_str!("../config/demo.toml"))?;
+    let mut cfg = Config::from_toml(include_str!("../../config/demo.toml"))?;
     let ov = Overrides {
         brokers: Some(brokers.clone()),
         topics: vec![TOPIC.into()],
@@ -79,7 +79,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         None => format!("http://{}/", opts.listen),
     };
     println!("connector-ga-exporter demo: open {url}  (metrics: {url}metrics, JSON: {url}api/v1/criteria); Ctrl-C stops");
-    let r = daemon::run(cfg, RunOptions { fresh: true }, daemon::shutdown_signal()).await;
+    let r = app::run(cfg, RunOptions { fresh: true }, app::shutdown_signal()).await;
     stop.store(true, Ordering::Relaxed);
     let _ = live.join();
     drop(mock);

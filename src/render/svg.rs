@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 
-use crate::numfmt::{self, Cmp};
+use crate::render::numfmt::{self, Cmp};
 
 /// Escapes text for HTML and SVG content and attribute values.
 pub fn esc(s: &str) -> String {

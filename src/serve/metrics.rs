@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 
 use prometheus::proto::MetricType;
 
-use crate::classify::{Class, Fault};
-use crate::criteria::{Status, PERCENTILES};
+use crate::engine::classify::{Class, Fault};
+use crate::engine::criteria::{Status, PERCENTILES};
 use crate::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +184,7 @@ impl Writer {
             }
         }
 
-        type Pick = fn(&crate::criteria::WindowMeasures) -> Option<f64>;
+        type Pick = fn(&crate::engine::criteria::WindowMeasures) -> Option<f64>;
         let ratios: [(&str, &str, Pick); 3] = [
             (
                 "connector_availability_ratio",

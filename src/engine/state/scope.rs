@@ -11,10 +11,10 @@ use super::counts::Counts;
 use super::distinct::Distinct;
 use super::ring::{Bucket, Ring};
 use super::{IdHash, Params, EMPTY};
-use crate::classify::{self, Class, Fault, Outcome};
 use crate::config::Window;
-use crate::event::Event;
-use crate::timeutil::{day_of, hour_of, Micros};
+use crate::engine::classify::{self, Class, Fault, Outcome};
+use crate::engine::event::Event;
+use crate::engine::timeutil::{day_of, hour_of, Micros};
 
 /// Everything kept for one (connector, cloud) scope.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -46,7 +46,7 @@ fn pack(out: &mut String, p: &Pack<'_>, prov: &Provenance) {
         p.window_days,
         super::date(from),
         super::date(to),
-        crate::timeutil::format_micros(p.now)
+        crate::engine::timeutil::format_micros(p.now)
     ));
     for s in &p.scopes {
         out.push_str(&format!("## {} ({})\n\n", p.connector, scope_name(s)));

@@ -42,10 +42,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::daemon::Shared;
-use crate::metrics::Format;
-use crate::page;
+use crate::app::Shared;
 use crate::report::Report;
+use crate::serve::metrics::Format;
+use crate::serve::page;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Class, Fault, Outcome};
+use crate::engine::classify::{Class, Fault, Outcome};
 
 /// The counters of SPEC §5 over some span of events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::timeutil::{self, Micros, MICROS_PER_DAY};
+use crate::engine::timeutil::{self, Micros, MICROS_PER_DAY};
 
 /// How one synthetic connector behaves.
 #[derive(Debug, Clone)]
@@ -320,7 +320,7 @@ pub fn produce_live(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::decode_payload;
+    use crate::engine::event::decode_payload;
 
     #[test]
     fn generated_events_are_valid() {

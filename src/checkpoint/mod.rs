@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::RejectCounts;
-use crate::state::Engine;
-use crate::timeutil::Micros;
+use crate::engine::event::RejectCounts;
+use crate::engine::state::Engine;
+use crate::engine::timeutil::Micros;
 
 const MAGIC: &[u8; 4] = b"CGAS";
 /// 3: SLO connection sample (`conn_shift`), HDR latencies up to 24 h, and

@@ -31,10 +31,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
+use crate::app::{wall_clock, Shared};
 use crate::checkpoint::{self, SnapshotRef};
-use crate::daemon::{wall_clock, Shared};
-use crate::event::{self, Event, Reject, RejectCounts};
-use crate::state::Admission;
+use crate::engine::event::{self, Event, Reject, RejectCounts};
+use crate::engine::state::Admission;
 
 /// Most messages handled in one batch.
 const MAX_BATCH: usize = 4096;
@@ -706,8 +706,10 @@ impl Consumer {
         };
         let ingest = |w: usize, owners: usize| {
             let mut rejected = RejectCounts::default();
-            let mut current: Option<(usize, std::sync::MutexGuard<'_, crate::state::Engine>)> =
-                None;
+            let mut current: Option<(
+                usize,
+                std::sync::MutexGuard<'_, crate::engine::state::Engine>,
+            )> = None;
             for d in &decoded {
                 for (i, ev) in d.events.iter().enumerate() {
                     let shard = d.shards[i] as usize;
@@ -790,7 +792,7 @@ fn decode_chunk<'a>(
         let n = event::decode_payload_raw(payload, |r, raw, idx| match r {
             Ok(ev) => {
                 d.shards
-                    .push(crate::state::shard_of(&ev.connector, shards) as u16);
+                    .push(crate::engine::state::shard_of(&ev.connector, shards) as u16);
                 d.events.push(ev);
                 d.sources.push((first + k, raw, idx));
             }

@@ -14,8 +14,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::classify::{Cloud, Fault};
-use crate::timeutil::{self, Micros};
+use crate::engine::classify::{Cloud, Fault};
+use crate::engine::timeutil::{self, Micros};
 
 /// Why an event was rejected, in SPEC §2's order of precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,14 +1,14 @@
 //! The measures of SPEC §5 and the verdict of SPEC §6: every formula of the
-//! contract lives in this file, over state summed by [`crate::state`].
+//! contract lives in this file, over state summed by [`crate::engine::state`].
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::budget;
-use crate::classify::Cloud;
 use crate::config::{Config, ConnectorConfig, SuccessRateFormula, Window};
-use crate::state::{self, Counts, ScopeState};
-use crate::timeutil::{date_of_day, day_of, Micros};
+use crate::engine::budget;
+use crate::engine::classify::Cloud;
+use crate::engine::state::{self, Counts, ScopeState};
+use crate::engine::timeutil::{date_of_day, day_of, Micros};
 
 /// Latency percentiles exported, in this order.
 pub const PERCENTILES: [u32; 3] = [50, 95, 99];
@@ -265,7 +265,9 @@ pub fn verdict(
 
     let in_preview_long_enough = attested
         .and_then(|a| a.preview_since)
-        .and_then(|since| crate::timeutil::add_months_clamped(since, k.exception_preview_months))
+        .and_then(|since| {
+            crate::engine::timeutil::add_months_clamped(since, k.exception_preview_months)
+        })
         .is_some_and(|due: NaiveDate| date_of_day(day_of(now)) >= due);
     let exception = match (availability, slo, exception_success) {
         (Some(a), Some(s), Some(sr)) => {

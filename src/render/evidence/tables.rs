@@ -6,10 +6,10 @@ use chrono::NaiveDate;
 
 use super::{date, pct_vs, result_cell, threshold, Cell, Pack, Provenance, Table};
 use crate::config::SuccessRateFormula;
-use crate::criteria::MAC_DAYS;
-use crate::numfmt::{self, Cmp};
-use crate::store::ScopeReport;
-use crate::timeutil::{self, date_of_day, day_of};
+use crate::engine::criteria::MAC_DAYS;
+use crate::engine::measure::ScopeReport;
+use crate::engine::timeutil::{self, date_of_day, day_of};
+use crate::render::numfmt::{self, Cmp};
 
 impl Pack<'_> {
     /// Each criterion against its threshold, with its formula and window.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::scope::ScopeState;
 use super::IdHash;
 use crate::config::Window;
-use crate::timeutil::{day_of, hour_of, Micros};
+use crate::engine::timeutil::{day_of, hour_of, Micros};
 
 /// Per-connection counters for the SLO: (bucket tag, availability
 /// denominator, connector failures), for days and for hours.
@@ -124,10 +124,10 @@ pub fn connection_totals(states: &[&ScopeState], w: Window, now: Micros) -> Conn
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Cloud;
-    use crate::state::testutil::{ev, params};
-    use crate::state::{Admission, Engine, Params, SeriesBudget};
-    use crate::timeutil::parse_rfc3339;
+    use crate::engine::classify::Cloud;
+    use crate::engine::state::testutil::{ev, params};
+    use crate::engine::state::{Admission, Engine, Params, SeriesBudget};
+    use crate::engine::timeutil::parse_rfc3339;
     use std::borrow::Cow;
     use xxhash_rust::xxh3::xxh3_64;
 

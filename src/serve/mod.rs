@@ -1,0 +1,6 @@
+//! Serving: the HTTP server and routes, the Prometheus exposition and the
+//! page `/`.
+
+pub mod http;
+pub mod metrics;
+pub mod page;
