@@ -1,13 +1,15 @@
 //! What a scope is worth at `now`: its measures, verdict and SPEC §11
 //! evidence, built from the state of one connector.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::engine::budget::{self, Budget, DailyRow};
 use crate::engine::classify::Cloud;
 use crate::engine::criteria::{self, ScopeMeasures, Verdict};
-use crate::engine::state::{self, ConnectorState, ScopeState};
+use crate::engine::state::{self, ConnectorState, Engine, Params, ScopeState, SeriesBudget};
 use crate::engine::timeutil::Micros;
 
 /// One scope's measures and verdict.
@@ -79,6 +81,84 @@ pub fn measure_scopes(
             cfg,
             daily,
         ));
+    }
+    out
+}
+
+/// Every scope of `engines` at `now`, sorted by connector then cloud with
+/// `all` first (SPEC §8). A connector held by several engines (shards of
+/// `report`, or tasks of input partitions not keyed by connector) is merged
+/// first, so each scope appears once.
+pub fn measure_engines(
+    engines: &[&Engine],
+    cfg: &Config,
+    now: Micros,
+    daily: bool,
+    params: &Params,
+) -> Vec<ScopeReport> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for e in engines {
+        for id in e.connectors.keys() {
+            *seen.entry(id.as_str()).or_default() += 1;
+        }
+    }
+    let mut merged: HashMap<&str, ConnectorState> = HashMap::new();
+    for e in engines {
+        for (id, c) in &e.connectors {
+            if seen[id.as_str()] == 1 {
+                out.extend(measure_scopes(id, c, cfg, now, daily));
+            } else {
+                merged.entry(id.as_str()).or_default().merge(
+                    c,
+                    params,
+                    &SeriesBudget::new(usize::MAX),
+                );
+            }
+        }
+    }
+    for (id, c) in &merged {
+        out.extend(measure_scopes(id, c, cfg, now, daily));
+    }
+    sort_scopes(&mut out);
+    out
+}
+
+/// SPEC §8 order: by connector, then cloud name, `all` first.
+pub fn sort_scopes(out: &mut [ScopeReport]) {
+    out.sort_by(|a, b| {
+        let key = |r: &ScopeReport| {
+            let m = &r.measures;
+            (m.connector.clone(), m.cloud.is_some(), m.cloud_label())
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// One connector's scopes (`all` first, then clouds by name) with their
+/// `daily` series, merged over the engines holding it: what
+/// `/connectors/<id>` shows. Empty when no engine holds it.
+pub fn measure_connector(
+    engines: &[&Engine],
+    cfg: &Config,
+    now: Micros,
+    id: &str,
+    params: &Params,
+) -> Vec<ScopeReport> {
+    let mut c = ConnectorState::default();
+    let mut found = 0;
+    for e in engines {
+        if let Some(one) = e.connectors.get(id) {
+            c.merge(one, params, &SeriesBudget::new(usize::MAX));
+            found += 1;
+        }
+    }
+    if found == 0 {
+        return Vec::new();
+    }
+    let mut out = measure_scopes(id, &c, cfg, now, true);
+    if out.len() > 1 {
+        out[1..].sort_by_key(|r| r.measures.cloud_label());
     }
     out
 }

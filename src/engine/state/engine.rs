@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,9 +16,15 @@ use crate::engine::event::{Event, Reject};
 use crate::engine::timeutil::day_of;
 
 /// All the clouds of one connector.
+///
+/// Each scope sits behind an `Arc` so that a reader's view of an engine (a
+/// clone, see [`Engine::view`]) shares every scope with the writer's
+/// engine; the writer copies a scope only when it next writes to it while a
+/// view still holds it (`Arc::make_mut`). Publishing a view therefore costs
+/// the scopes written since the last one, not the whole state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConnectorState {
-    pub clouds: [Option<Box<ScopeState>>; 6],
+    pub clouds: [Option<Arc<ScopeState>>; 6],
 }
 
 impl ConnectorState {
@@ -25,6 +32,27 @@ impl ConnectorState {
         Cloud::ALL
             .iter()
             .filter_map(|c| self.clouds[c.index()].as_deref().map(|s| (*c, s)))
+    }
+
+    /// Merges another state of the same connector; returns the requests
+    /// aged out of reused slots.
+    pub fn merge(&mut self, o: &ConnectorState, p: &Params, budget: &SeriesBudget) -> u64 {
+        let mut aged = 0;
+        for cloud in Cloud::ALL {
+            let Some(os) = &o.clouds[cloud.index()] else {
+                continue;
+            };
+            match &mut self.clouds[cloud.index()] {
+                Some(s) => aged += Arc::make_mut(s).merge(os, p),
+                slot @ None => {
+                    // The scope exists now whatever the limit: count it, or
+                    // a later prune releases what was never claimed.
+                    budget.force_claim(1);
+                    *slot = Some(Arc::clone(os));
+                }
+            }
+        }
+        aged
     }
 }
 
@@ -49,8 +77,20 @@ impl SeriesBudget {
         }
         true
     }
-    fn release(&self, n: usize) {
-        self.used.fetch_sub(n, Ordering::Relaxed);
+    /// Counts `n` scopes that exist whatever the limit (restored or merged
+    /// state: refusing them would lose counted events). `used` may then
+    /// exceed the limit, and new scopes are refused until it is back under.
+    pub fn force_claim(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Returns `n` scopes. Saturates at zero: an unsigned wrap would refuse
+    /// every new scope for the rest of the process.
+    pub fn release(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(n))
+            });
     }
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
@@ -108,7 +148,7 @@ impl Engine {
                     return Err(Reject::SeriesLimit);
                 }
                 let c = self.connectors.entry(ev.connector.to_string()).or_default();
-                c.clouds[ev.cloud.index()] = Some(Box::new(ScopeState::new(p)));
+                c.clouds[ev.cloud.index()] = Some(Arc::new(ScopeState::new(p)));
                 c
             }
         };
@@ -117,9 +157,9 @@ impl Engine {
             if !budget.claim() {
                 return Err(Reject::SeriesLimit);
             }
-            *slot = Some(Box::new(ScopeState::new(p)));
+            *slot = Some(Arc::new(ScopeState::new(p)));
         }
-        let scope = slot.as_mut().expect("just ensured");
+        let scope = Arc::make_mut(slot.as_mut().expect("just ensured"));
         if after_now {
             scope.after_now += 1;
             return Ok(());
@@ -135,18 +175,7 @@ impl Engine {
         self.max_day = self.max_day.max(o.max_day);
         for (id, oc) in &o.connectors {
             let c = self.connectors.entry(id.clone()).or_default();
-            for cloud in Cloud::ALL {
-                let Some(os) = &oc.clouds[cloud.index()] else {
-                    continue;
-                };
-                match &mut c.clouds[cloud.index()] {
-                    Some(s) => self.aged_out += s.merge(os, p),
-                    slot @ None => {
-                        budget.claim();
-                        *slot = Some(os.clone());
-                    }
-                }
-            }
+            self.aged_out += c.merge(oc, p, budget);
         }
     }
 
@@ -171,6 +200,12 @@ impl Engine {
         });
         budget.release(dropped);
         dropped
+    }
+
+    /// An immutable copy for readers, sharing every scope with `self` (see
+    /// [`ConnectorState`]): O(connectors), whatever the scopes hold.
+    pub fn view(&self) -> Engine {
+        self.clone()
     }
 
     /// Number of (connector, cloud) scopes held.
@@ -235,5 +270,35 @@ mod tests {
         x.cloud = Cloud::Public;
         assert!(e.ingest(&x, &Admission::default(), &p, &b).is_ok());
         assert_eq!(b.used(), 2);
+    }
+
+    /// Issue 8 defect: `merge` ignored what `claim` said, so a restore past
+    /// `max_series` followed by a prune released more than was claimed and
+    /// the counter wrapped below zero: every new scope was then refused.
+    #[test]
+    fn merge_past_the_limit_then_prune_keeps_the_budget_sound() {
+        let p = params();
+        let b = SeriesBudget::new(1);
+        let mut restored = Engine::default();
+        let mut x = ev("2026-11-01T10:00:00Z", None);
+        restored
+            .ingest(&x, &Admission::default(), &p, &SeriesBudget::new(10))
+            .unwrap();
+        x.cloud = Cloud::Gcc;
+        restored
+            .ingest(&x, &Admission::default(), &p, &SeriesBudget::new(10))
+            .unwrap();
+        // Two scopes restored under a limit of one: both kept, both counted.
+        let mut e = Engine::default();
+        e.merge(&restored, &p, &b);
+        assert_eq!(e.scope_count(), 2);
+        assert_eq!(b.used(), 2);
+        // Both leave retention: the budget is back to zero, not wrapped.
+        let later = day_of(parse_rfc3339("2026-12-20T00:00:00Z").unwrap());
+        assert_eq!(e.prune(later - 34, &b), 2);
+        assert_eq!(b.used(), 0);
+        let y = ev("2026-12-20T10:00:00Z", None);
+        assert!(e.ingest(&y, &Admission::default(), &p, &b).is_ok());
+        assert_eq!(b.used(), 1);
     }
 }
