@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connector_ga_exporter::app::{wall_clock, Shared};
+use connector_ga_exporter::app::wall_clock;
+use connector_ga_exporter::checkpoint::store::DirStore;
+use connector_ga_exporter::serve::live::Serving;
+use connector_ga_exporter::task::{Task, TaskId, TaskSet};
+use connector_ga_exporter::telemetry::SelfMetrics;
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::classify::Cloud;
 use connector_ga_exporter::engine::event::{Event, RejectCounts};
@@ -124,17 +128,21 @@ fn daemon_loop(brokers: &str, events: u64) -> Duration {
         cfg.kafka.workers = w;
     }
     cfg.state.dir = std::env::temp_dir().join(format!("cga-bench-{}", std::process::id()));
-    let shared = Arc::new(Shared::new(cfg));
-    shared.restored.store(true, Ordering::Release);
-    let consumer = kafka::Consumer::new(Arc::clone(&shared), Default::default()).unwrap();
+    let dir = cfg.state.dir.clone();
+    let cfg = Arc::new(cfg);
+    let tasks = Arc::new(TaskSet::new(&cfg));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = kafka::Consumer::new(kafka::KafkaHandle {
+        cfg: Arc::clone(&cfg),
+        tasks: Arc::clone(&tasks),
+        metrics: Arc::new(SelfMetrics::new()),
+        store: Arc::new(DirStore::new(&dir).unwrap()),
+        stop: Arc::clone(&stop),
+    })
+    .unwrap();
     let t = std::thread::spawn(move || consumer.run());
-    let read = || {
-        shared
-            .metrics
-            .events_total
-            .with_label_values(&[TOPIC])
-            .get()
-    };
+    // Views are published every 500 ms: the clock stops within that.
+    let read = || tasks.events_read().get(TOPIC).copied().unwrap_or(0);
     while read() == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -143,15 +151,21 @@ fn daemon_loop(brokers: &str, events: u64) -> Duration {
         std::thread::sleep(Duration::from_millis(2));
     }
     let took = start.elapsed();
-    shared.stop.store(true, Ordering::Release);
+    stop.store(true, Ordering::Release);
     let _ = t.join();
-    let _ = std::fs::remove_dir_all(&shared.cfg.state.dir);
+    let _ = std::fs::remove_dir_all(&dir);
     took
 }
 
 fn scrape_under_load() {
-    let cfg = Config::from_toml("").unwrap();
-    let shared = Arc::new(Shared::new(cfg));
+    let cfg = Arc::new(Config::from_toml("").unwrap());
+    let tasks = Arc::new(TaskSet::new(&cfg));
+    let shared = Serving::new(
+        Arc::clone(&cfg),
+        Arc::clone(&tasks),
+        Arc::new(SelfMetrics::new()),
+        Arc::new(AtomicBool::new(false)),
+    );
     // 10,000 scopes: 2,000 connectors × 5 clouds, a few events each.
     let now = wall_clock();
     let mut rej = RejectCounts::default();
@@ -174,17 +188,22 @@ fn scrape_under_load() {
             }
         }
     }
-    shared
-        .store
-        .ingest_batch(evs, &Admission::default(), &mut rej);
-    assert_eq!(shared.store.scope_count(), 10_000);
+    // One task, its one writer on the side thread; the renderer reads the
+    // views it publishes, as in the daemon.
+    let mut task = Task::new(TaskId::new(TOPIC, 0));
+    for e in &evs {
+        let _ = task.ingest(e, &Admission::default(), tasks.params(), tasks.budget());
+    }
+    rej.add(connector_ga_exporter::engine::event::Reject::TooOld, 0);
+    tasks.publish(vec![task.view()]);
+    assert_eq!(tasks.scope_count(), 10_000);
 
     // Full-speed ingestion on the side, into the same scopes.
     let stop = Arc::new(AtomicBool::new(false));
-    let (s2, st2, ids2) = (Arc::clone(&shared), Arc::clone(&stop), ids.clone());
+    let (t2, st2, ids2) = (Arc::clone(&tasks), Arc::clone(&stop), ids.clone());
     let ingester = std::thread::spawn(move || {
         let mut n = 0u64;
-        let mut rej = RejectCounts::default();
+        let mut last = Instant::now();
         while !st2.load(Ordering::Relaxed) {
             let batch: Vec<Event> = (0..1000)
                 .map(|k| Event {
@@ -198,8 +217,13 @@ fn scrape_under_load() {
                     connection: None,
                 })
                 .collect();
-            s2.store
-                .ingest_batch(batch, &Admission::default(), &mut rej);
+            for e in &batch {
+                let _ = task.ingest(e, &Admission::default(), t2.params(), t2.budget());
+            }
+            if last.elapsed() >= connector_ga_exporter::task::PUBLISH_EVERY {
+                t2.publish(vec![task.view()]);
+                last = Instant::now();
+            }
             n += 1000;
         }
         n

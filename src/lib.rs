@@ -11,7 +11,11 @@
 //!   verdict and its budgets. Pure: no tokio, rdkafka or HTTP, and no clock
 //!   (every function takes `now`).
 //! - [`config`]: the configuration and its validation.
-//! - [`store`]: the engine's state as the daemon holds it.
+//! - [`store`]: the engine's state as `report` holds it (sharded for
+//!   parallel ingestion).
+//! - [`task`]: the daemon's state, one task per aggregated partition, and
+//!   the readers' lock-free handle on it.
+//! - [`telemetry`]: the daemon's own metrics.
 //! - [`checkpoint`]: snapshots of that state with their offsets.
 //! - [`kafka`]: the consumer group, offsets, dead letters.
 //! - [`report`]: the `report` command and the report every reader shows.
@@ -32,4 +36,6 @@ pub mod report;
 pub mod rules;
 pub mod serve;
 pub mod store;
+pub mod task;
+pub mod telemetry;
 pub mod tools;

@@ -40,6 +40,18 @@ pub struct Report {
     pub criteria_window_days: u32,
     pub rejected: RejectCounts,
     pub scopes: Vec<ScopeReport>,
+    /// The daemon's share of the consumer group (SPEC §12); `None` for
+    /// the `report` command, which sees everything.
+    pub membership: Option<Membership>,
+}
+
+/// Which tasks (aggregated partitions) a member's report covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// (topic, partition) of every owned task, sorted.
+    pub tasks: Vec<(String, i32)>,
+    /// True when the member owns fewer than all the group's tasks.
+    pub partial: bool,
 }
 
 impl Report {
@@ -61,6 +73,7 @@ impl Report {
             criteria_window_days: cfg.criteria.window_days,
             rejected,
             scopes: store.measure_all_with(cfg, now, daily),
+            membership: None,
         }
     }
 
@@ -75,12 +88,32 @@ impl Report {
             }
         }
         let scopes: Vec<Value> = self.scopes.iter().map(scope_json).collect();
-        json!({
+        let mut doc = json!({
             "now": timeutil::format_micros(self.now),
             "criteria_window_days": self.criteria_window_days,
             "rejected": rejected,
             "scopes": scopes,
-        })
+        });
+        if let Some(m) = &self.membership {
+            // SPEC §12: the partitions owned; `topic/partition` strings
+            // only when several topics are aggregated (partition numbers
+            // alone would then be ambiguous).
+            let one_topic = m.tasks.windows(2).all(|w| w[0].0 == w[1].0);
+            let tasks: Vec<Value> = m
+                .tasks
+                .iter()
+                .map(|(t, p)| {
+                    if one_topic {
+                        json!(p)
+                    } else {
+                        json!(format!("{t}/{p}"))
+                    }
+                })
+                .collect();
+            doc["tasks"] = Value::Array(tasks);
+            doc["members_partial"] = json!(m.partial);
+        }
+        doc
     }
 
     /// One row per scope: status, and each criterion as value vs threshold,

@@ -1,89 +1,112 @@
-//! Snapshots of the whole state plus the Kafka offset of every partition
-//! whose events it holds, written atomically under the state directory.
+//! Task checkpoints: one task's state and offsets as one atomic unit, in
+//! the state store (a directory or an object store, see [`store`]).
 //!
-//! File layout: `CGAS` magic, format version (u32 LE), payload length (u64
-//! LE), CRC-32 of the payload (u32 LE), then the payload (bincode of
-//! [`Snapshot`]). A write goes to `snapshot.tmp`, is fsynced, the current
-//! `snapshot.bin` becomes `snapshot.prev`, the temp file is renamed into
-//! place and the directory fsynced. Loading falls back to `snapshot.prev`
-//! when `snapshot.bin` is missing or damaged, and fails (rather than
-//! starting empty) when state exists but none of it can be read.
+//! A task (one aggregated partition, see `crate::task`) is written under
+//! `tasks/<topic>/<partition>/` in two slots, `a.ckpt` and `b.ckpt`,
+//! alternately; each checkpoint carries a sequence number. Restoring reads
+//! both and takes the newest one that decodes: a checkpoint damaged in the
+//! store (bit rot, a torn write on a file system that does not rename
+//! atomically) falls back to the previous one. Both are exact restart
+//! points, because each holds the offset its state stops at: the task
+//! resumes there and reads again what came after. That is why Kafka's
+//! committed offsets never decide where an owned task resumes; they are
+//! only stored for the tools that watch the group, and used for a
+//! partition no checkpoint exists for.
+//!
+//! Object layout: `CGAT` magic, format version (u32 LE), payload length
+//! (u64 LE), CRC-32 of the payload (u32 LE), then the payload (bincode of
+//! [`TaskCheckpoint`]).
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+pub mod store;
+
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::event::RejectCounts;
 use crate::engine::state::Engine;
 use crate::engine::timeutil::Micros;
+use store::{StateStore, StoreError};
 
-const MAGIC: &[u8; 4] = b"CGAS";
-/// 3: SLO connection sample (`conn_shift`), HDR latencies up to 24 h, and
-/// `undecodable_message` joined the rejection counters.
-pub const VERSION: u32 = 3;
+const MAGIC: &[u8; 4] = b"CGAT";
+/// 4: one checkpoint per task (formats 1–3 were one snapshot per process,
+/// `snapshot.bin`, and are not migrated: see [`legacy_snapshot`]).
+pub const VERSION: u32 = 4;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("state directory {path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("checkpoint {key} in {store} is damaged: {why}")]
+    Corrupt {
+        store: String,
+        key: String,
+        why: String,
     },
-    #[error("snapshot {path} is damaged: {why}")]
-    Corrupt { path: PathBuf, why: String },
     #[error(
-        "state directory {dir} holds snapshots but none can be read ({why}); \
-         refusing to start empty over them (use --fresh to discard them)"
+        "checkpoints of partition {partition} of {topic} in {store} exist but none can be \
+         read ({why}); refusing to count that partition again from an empty state \
+         (delete them, or start with --fresh, to start it over)"
     )]
-    Unreadable { dir: PathBuf, why: String },
-    #[error("cannot encode snapshot: {0}")]
+    Unreadable {
+        store: String,
+        topic: String,
+        partition: i32,
+        why: String,
+    },
+    #[error("cannot encode a checkpoint: {0}")]
     Encode(String),
+    #[error(
+        "config key `state.dir`: {path} is a snapshot of an earlier version (one file per \
+         process); this version keeps one checkpoint per partition under tasks/ and does not \
+         migrate it. Start once with --fresh to discard it; the consumer group's committed \
+         offsets are that snapshot's, so reset them to the earliest offset first \
+         (kafka-consumer-groups --reset-offsets --to-earliest) to count the retained events again"
+    )]
+    Legacy { path: PathBuf },
 }
 
-/// Everything needed to resume exactly where the snapshot was taken.
-#[derive(Debug, Serialize, Deserialize, Default)]
-pub struct Snapshot {
+/// Where a re-keyed record came from: the highest source position a task
+/// has counted, per source partition, so a record read again is dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceMark {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The event's index inside its source record (NDJSON line, array item).
+    pub index: u32,
+}
+
+/// Everything needed to resume one task exactly where it was checkpointed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskCheckpoint {
+    pub topic: String,
+    pub partition: i32,
+    /// Grows by one per checkpoint of this task, across members.
+    pub seq: u64,
     pub created_at: Micros,
-    /// topic → partition → next offset to read.
-    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
-    /// One engine per store shard.
-    pub engines: Vec<Engine>,
-    /// Events read per topic (the `connector_ga_events_total` counter).
-    pub events_total: BTreeMap<String, u64>,
+    /// The next offset of the partition whose events are not in `engine`;
+    /// `None` when nothing was read yet.
+    pub next_offset: Option<i64>,
+    /// Events read from the partition (`connector_ga_events_total`).
+    pub events_read: u64,
+    /// Rejections decided in this task.
     pub rejected: RejectCounts,
+    /// Re-keyed input only: the source positions already counted.
+    pub sources: Vec<SourceMark>,
+    pub engine: Engine,
 }
 
-/// A borrowed view of a snapshot to write (engines stay behind their locks).
-#[derive(Serialize)]
-pub struct SnapshotRef<'a> {
-    pub created_at: Micros,
-    pub offsets: &'a BTreeMap<String, BTreeMap<i32, i64>>,
-    pub engines: Vec<&'a Engine>,
-    pub events_total: &'a BTreeMap<String, u64>,
-    pub rejected: &'a RejectCounts,
+/// The two slots of a task.
+pub fn keys(topic: &str, partition: i32) -> [String; 2] {
+    ["a", "b"].map(|s| format!("tasks/{topic}/{partition}/{s}.ckpt"))
 }
 
-pub fn current_path(dir: &Path) -> PathBuf {
-    dir.join("snapshot.bin")
-}
-pub fn previous_path(dir: &Path) -> PathBuf {
-    dir.join("snapshot.prev")
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |error| CheckpointError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
-/// Encodes a snapshot into its file bytes.
-pub fn encode(s: &SnapshotRef<'_>) -> Result<Vec<u8>, CheckpointError> {
-    let payload = bincode::serde::encode_to_vec(s, bincode::config::standard())
+/// Encodes a checkpoint into its object bytes.
+pub fn encode(c: &TaskCheckpoint) -> Result<Bytes, CheckpointError> {
+    let payload = bincode::serde::encode_to_vec(c, bincode::config::standard())
         .map_err(|e| CheckpointError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
@@ -91,127 +114,116 @@ pub fn encode(s: &SnapshotRef<'_>) -> Result<Vec<u8>, CheckpointError> {
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
-    Ok(out)
+    Ok(Bytes::from(out))
 }
 
-/// Decodes file bytes, checking magic, version, length and checksum.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, CheckpointError> {
-    let bad = |why: &str| CheckpointError::Corrupt {
-        path: path.to_path_buf(),
-        why: why.to_string(),
-    };
+/// Decodes object bytes, checking magic, version, length and checksum; the
+/// error says why, for the caller to name the object.
+pub fn decode(bytes: &[u8]) -> Result<TaskCheckpoint, String> {
     if bytes.len() < HEADER || &bytes[..4] != MAGIC {
-        return Err(bad("not a snapshot (bad magic or too short)"));
+        return Err("not a checkpoint (bad magic or too short)".into());
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if version != VERSION {
-        // Older formats are not migrated (version 2 lacks the SLO sample
-        // and held latencies in a narrower HDR range): refuse, and say how
-        // to start over.
-        return Err(bad(&format!(
-            "format version {version}, this build reads only {VERSION}: \
-             start once with --fresh to discard it"
-        )));
+        return Err(format!(
+            "format version {version}, this build reads only {VERSION}"
+        ));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
     let payload = &bytes[HEADER..];
     if payload.len() != len {
-        return Err(bad(&format!(
-            "truncated: {} of {len} payload bytes",
-            payload.len()
-        )));
+        return Err(format!("truncated: {} of {len} payload bytes", payload.len()));
     }
     if crc32fast::hash(payload) != crc {
-        return Err(bad("checksum mismatch"));
+        return Err("checksum mismatch".into());
     }
-    let (snap, _) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| bad(&format!("cannot decode: {e}")))?;
-    Ok(snap)
+    let (c, _) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    Ok(c)
 }
 
-/// Writes a snapshot atomically; the previous one is kept as `snapshot.prev`.
-pub fn save(dir: &Path, s: &SnapshotRef<'_>) -> Result<u64, CheckpointError> {
-    let bytes = encode(s)?;
-    save_bytes(dir, &bytes)?;
-    Ok(bytes.len() as u64)
+/// Writes a checkpoint into the slot its sequence number picks; the other
+/// slot keeps the previous one.
+pub fn save(store: &dyn StateStore, c: &TaskCheckpoint) -> Result<u64, CheckpointError> {
+    let bytes = encode(c)?;
+    let n = bytes.len() as u64;
+    let key = &keys(&c.topic, c.partition)[(c.seq % 2) as usize];
+    store.put(key, bytes)?;
+    Ok(n)
 }
 
-/// Writes encoded snapshot bytes atomically as `snapshot.bin`, keeping the
-/// previous one as `snapshot.prev`.
-pub fn save_bytes(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = temp_path(dir);
-    let r = write_and_rename(dir, &tmp, bytes);
-    if r.is_err() {
-        // A full disk would otherwise stay full of a half-written temp
-        // file; a directory of that name (or none) is not ours to remove.
-        if tmp.is_file() {
-            let _ = fs::remove_file(&tmp);
-        }
-    }
-    r
-}
-
-pub fn temp_path(dir: &Path) -> PathBuf {
-    dir.join("snapshot.tmp")
-}
-
-fn write_and_rename(dir: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    {
-        let mut f = File::create(tmp).map_err(io(tmp))?;
-        f.write_all(bytes).map_err(io(tmp))?;
-        f.sync_all().map_err(io(tmp))?;
-    }
-    let cur = current_path(dir);
-    if cur.exists() {
-        fs::rename(&cur, previous_path(dir)).map_err(io(&cur))?;
-    }
-    fs::rename(tmp, &cur).map_err(io(&cur))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
-}
-
-/// Loads the newest readable snapshot: `Ok(None)` when the directory holds
-/// none, an error when it holds some but none can be read.
-pub fn load(dir: &Path) -> Result<Option<(Snapshot, PathBuf)>, CheckpointError> {
+/// The newest readable checkpoint of a task: `Ok(None)` when the store has
+/// none, an error when it has some but none can be read (a task is never
+/// silently restarted from empty over counted events).
+pub fn load(
+    store: &dyn StateStore,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<TaskCheckpoint>, CheckpointError> {
+    let mut best: Option<TaskCheckpoint> = None;
     let mut why = Vec::new();
-    let mut any = false;
-    for p in [current_path(dir), previous_path(dir)] {
-        let bytes = match fs::read(&p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&p)(e)),
+    for key in keys(topic, partition) {
+        let Some(bytes) = store.get(&key)? else {
+            continue;
         };
-        any = true;
-        match decode(&bytes, &p) {
-            Ok(s) => {
-                if !why.is_empty() {
-                    tracing::warn!(fallback = %p.display(), problems = ?why, "newest snapshot unreadable, using the previous one");
+        match decode(&bytes) {
+            Ok(c) if c.topic == topic && c.partition == partition => {
+                if best.as_ref().is_none_or(|b| c.seq > b.seq) {
+                    best = Some(c);
                 }
-                return Ok(Some((s, p)));
             }
-            Err(e) => why.push(e.to_string()),
+            Ok(c) => why.push(format!(
+                "{key}: holds partition {} of {}",
+                c.partition, c.topic
+            )),
+            Err(e) => why.push(format!("{key}: {e}")),
         }
     }
-    if any {
-        return Err(CheckpointError::Unreadable {
-            dir: dir.to_path_buf(),
+    match best {
+        Some(c) => {
+            if !why.is_empty() {
+                tracing::warn!(topic, partition, problems = ?why, store = %store.describe(),
+                    "newest checkpoint unreadable, resuming from the previous one");
+            }
+            Ok(Some(c))
+        }
+        None if !why.is_empty() => Err(CheckpointError::Unreadable {
+            store: store.describe(),
+            topic: topic.into(),
+            partition,
             why: why.join("; "),
-        });
+        }),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
-/// Removes every snapshot (`--fresh`).
-pub fn discard(dir: &Path) -> Result<(), CheckpointError> {
-    for p in [current_path(dir), previous_path(dir)] {
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&p)(e)),
+/// Removes every task checkpoint (`--fresh`).
+pub fn discard(store: &dyn StateStore) -> Result<usize, CheckpointError> {
+    let keys = store.list("tasks/")?;
+    for k in &keys {
+        store.delete(k)?;
+    }
+    Ok(keys.len())
+}
+
+/// A snapshot of formats 1–3 (`snapshot.bin` / `snapshot.prev` in the state
+/// directory) refuses start-up with what to do ([`CheckpointError::Legacy`]);
+/// `--fresh` removes it.
+pub fn legacy_snapshot(dir: &Path, fresh: bool) -> Result<(), CheckpointError> {
+    for name in ["snapshot.bin", "snapshot.prev"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            if fresh {
+                std::fs::remove_file(&p).map_err(|error| {
+                    CheckpointError::Store(StoreError::Io {
+                        path: p.clone(),
+                        error,
+                    })
+                })?;
+            } else {
+                return Err(CheckpointError::Legacy { path: p });
+            }
         }
     }
     Ok(())
@@ -219,98 +231,74 @@ pub fn discard(dir: &Path) -> Result<(), CheckpointError> {
 
 #[cfg(test)]
 mod tests {
+    use super::store::DirStore;
     use super::*;
 
-    fn snap_ref<'a>(
-        offsets: &'a BTreeMap<String, BTreeMap<i32, i64>>,
-        engines: Vec<&'a Engine>,
-        totals: &'a BTreeMap<String, u64>,
-        rejected: &'a RejectCounts,
-    ) -> SnapshotRef<'a> {
-        SnapshotRef {
+    fn ckpt(seq: u64, next: i64) -> TaskCheckpoint {
+        TaskCheckpoint {
+            topic: "t".into(),
+            partition: 3,
+            seq,
             created_at: 7,
-            offsets,
-            engines,
-            events_total: totals,
-            rejected,
+            next_offset: Some(next),
+            events_read: 5,
+            rejected: RejectCounts::default(),
+            sources: Vec::new(),
+            engine: Engine::default(),
         }
     }
 
     #[test]
-    fn roundtrip_and_fallback() {
+    fn roundtrip_newest_slot_and_fallback() {
         let dir = tempfile::tempdir().unwrap();
-        let mut offsets = BTreeMap::new();
-        offsets.insert("t".to_string(), BTreeMap::from([(0, 42i64)]));
-        let e = Engine::default();
-        let totals = BTreeMap::from([("t".to_string(), 5u64)]);
-        let rej = RejectCounts::default();
-        save(dir.path(), &snap_ref(&offsets, vec![&e], &totals, &rej)).unwrap();
-        offsets.get_mut("t").unwrap().insert(0, 50);
-        save(dir.path(), &snap_ref(&offsets, vec![&e], &totals, &rej)).unwrap();
-        let (s, p) = load(dir.path()).unwrap().unwrap();
-        assert_eq!(s.offsets["t"][&0], 50);
-        assert_eq!(p, current_path(dir.path()));
+        let s = DirStore::new(dir.path()).unwrap();
+        assert!(load(&s, "t", 3).unwrap().is_none());
+        save(&s, &ckpt(1, 42)).unwrap();
+        save(&s, &ckpt(2, 50)).unwrap();
+        let c = load(&s, "t", 3).unwrap().unwrap();
+        assert_eq!((c.seq, c.next_offset), (2, Some(50)));
+        // Another task's checkpoints are its own.
+        assert!(load(&s, "t", 4).unwrap().is_none());
 
-        // Truncate the newest: the previous one is used.
-        let cur = current_path(dir.path());
-        let b = fs::read(&cur).unwrap();
-        fs::write(&cur, &b[..b.len() - 3]).unwrap();
-        let (s, p) = load(dir.path()).unwrap().unwrap();
-        assert_eq!(s.offsets["t"][&0], 42);
-        assert_eq!(p, previous_path(dir.path()));
+        // Truncate the newest (seq 2, slot a): the previous one is used.
+        let newest = dir.path().join("tasks/t/3/a.ckpt");
+        let b = std::fs::read(&newest).unwrap();
+        std::fs::write(&newest, &b[..b.len() - 3]).unwrap();
+        let c = load(&s, "t", 3).unwrap().unwrap();
+        assert_eq!((c.seq, c.next_offset), (1, Some(42)));
 
-        // Corrupt both: a clear error, never an empty start.
-        let prev = previous_path(dir.path());
-        let mut b = fs::read(&prev).unwrap();
+        // Both damaged: a clear error, never an empty start.
+        let prev = dir.path().join("tasks/t/3/b.ckpt");
+        let mut b = std::fs::read(&prev).unwrap();
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        fs::write(&prev, &b).unwrap();
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("refusing to start empty"), "{err}");
-        assert!(
-            err.contains("checksum mismatch") && err.contains("truncated"),
-            "{err}"
-        );
+        std::fs::write(&prev, &b).unwrap();
+        let err = load(&s, "t", 3).unwrap_err().to_string();
+        assert!(err.contains("none can be read"), "{err}");
+        assert!(err.contains("checksum mismatch") && err.contains("truncated"), "{err}");
 
-        discard(dir.path()).unwrap();
-        assert!(load(dir.path()).unwrap().is_none());
-    }
-
-    /// A snapshot of an older format refuses start-up, saying what to do.
-    #[test]
-    fn old_format_version_refuses_with_fresh_hint() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = Engine::default();
-        let (offsets, totals, rej) = (BTreeMap::new(), BTreeMap::new(), RejectCounts::default());
-        let mut b = encode(&snap_ref(&offsets, vec![&e], &totals, &rej)).unwrap();
-        // Bytes 4..8 hold the format version: make it the previous one, 2.
-        b[4..8].copy_from_slice(&2u32.to_le_bytes());
-        fs::write(current_path(dir.path()), &b).unwrap();
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("format version 2"), "{err}");
-        assert!(err.contains("reads only 3"), "{err}");
-        assert!(err.contains("--fresh"), "{err}");
-        assert!(err.contains("refusing to start empty"), "{err}");
-    }
-
-    /// Issue 10 item 2: a failed write leaves no `snapshot.tmp` behind.
-    /// (Tests run as root, so a read-only directory would not fail: the
-    /// rename of `snapshot.bin` over a non-empty directory does.)
-    #[test]
-    fn failed_write_removes_its_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(current_path(dir.path()), b"old").unwrap();
-        fs::create_dir(previous_path(dir.path())).unwrap();
-        fs::write(previous_path(dir.path()).join("x"), b"x").unwrap();
-        let err = save_bytes(dir.path(), b"new snapshot").unwrap_err();
-        assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
-        assert!(!temp_path(dir.path()).exists(), "snapshot.tmp left behind");
-        assert_eq!(fs::read(current_path(dir.path())).unwrap(), b"old");
+        assert_eq!(discard(&s).unwrap(), 2);
+        assert!(load(&s, "t", 3).unwrap().is_none());
     }
 
     #[test]
-    fn empty_dir_is_fresh() {
+    fn other_versions_are_named() {
+        let mut b = encode(&ckpt(1, 1)).unwrap().to_vec();
+        b[4..8].copy_from_slice(&3u32.to_le_bytes());
+        assert!(decode(&b).unwrap_err().contains("format version 3"));
+    }
+
+    /// A snapshot of the one-file-per-process format refuses start-up and
+    /// says what to do; `--fresh` removes it.
+    #[test]
+    fn legacy_snapshot_refuses_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join("snapshot.bin"), b"CGAS").unwrap();
+        let err = legacy_snapshot(dir.path(), false).unwrap_err().to_string();
+        assert!(err.contains("state.dir") && err.contains("--fresh"), "{err}");
+        assert!(err.contains("--to-earliest"), "{err}");
+        legacy_snapshot(dir.path(), true).unwrap();
+        assert!(!dir.path().join("snapshot.bin").exists());
+        legacy_snapshot(dir.path(), false).unwrap();
     }
 }

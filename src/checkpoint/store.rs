@@ -107,3 +107,8 @@ impl StateStore for DirStore {
         format!("dir {}", self.root.display())
     }
 }
+
+/// Whether `[state]` names the directory `state.dir` (no `url`).
+pub fn is_dir(_state: &crate::config::StateConfig) -> bool {
+    true
+}

@@ -4,7 +4,7 @@
 //! carries them, hardened against abusive clients.
 //!
 //! - `/metrics` and `/api/v1/criteria` are served from the background
-//!   rendering (`daemon::Shared::render_loop`): every reader gets a
+//!   rendering (`serve::live::Serving::render_loop`): every reader gets a
 //!   reference to the same immutable bytes, so 40 readers of a 66 MB body
 //!   cost one body, not 40, and no request measures the store.
 //! - Pages rendered per request (`/`) run on the blocking pool, at most
@@ -42,12 +42,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::app::Shared;
+use crate::serve::live::Serving;
 use crate::report::Report;
 use crate::serve::metrics::Format;
 use crate::serve::page;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Serving>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/criteria", get(criteria))
@@ -58,7 +58,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn metrics(State(shared): State<Arc<Serving>>, headers: HeaderMap) -> Response {
     let fmt = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let r = shared.rendered().await;
     ([(header::CONTENT_TYPE, fmt.content_type())], r.text(fmt)).into_response()
@@ -71,7 +71,7 @@ struct CriteriaQuery {
     daily: bool,
 }
 
-async fn criteria(State(shared): State<Arc<Shared>>, Query(q): Query<CriteriaQuery>) -> Response {
+async fn criteria(State(shared): State<Arc<Serving>>, Query(q): Query<CriteriaQuery>) -> Response {
     if !q.daily {
         let r = shared.rendered().await;
         return (
@@ -93,7 +93,7 @@ async fn criteria(State(shared): State<Arc<Shared>>, Query(q): Query<CriteriaQue
     .await
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+async fn readyz(State(shared): State<Arc<Serving>>) -> Response {
     if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -105,11 +105,11 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn page(State(shared): State<Arc<Shared>>) -> Response {
+async fn page(State(shared): State<Arc<Serving>>) -> Response {
     // The page draws each scope's daily sparkline: it measures its own
     // report with the daily series, under the render cap.
     on_demand(&shared, |_, s| {
-        Html(page::render(&s.report_now_daily(), &s.cfg)).into_response()
+        Html(page::render(&s.report_now_daily(), s.cfg())).into_response()
     })
     .await
 }
@@ -117,12 +117,12 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
 /// Renders a response from the latest report on the blocking pool, at most
 /// `http.max_concurrent_renders` at once; past that, 503 with `Retry-After`.
 /// For every endpoint whose body is not one of the background renderings.
-pub async fn on_demand<F>(shared: &Arc<Shared>, render: F) -> Response
+pub async fn on_demand<F>(shared: &Arc<Serving>, render: F) -> Response
 where
-    F: FnOnce(&Report, &Shared) -> Response + Send + 'static,
+    F: FnOnce(&Report, &Serving) -> Response + Send + 'static,
 {
-    let Ok(permit) = Arc::clone(&shared.render_permits).try_acquire_owned() else {
-        shared.metrics.http_shed.inc();
+    let Ok(permit) = Arc::clone(shared.render_permits()).try_acquire_owned() else {
+        shared.metrics().http_shed.inc();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
@@ -162,10 +162,10 @@ struct Table {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     stop: impl Future<Output = ()>,
 ) {
-    let h = &shared.cfg.http;
+    let h = &shared.cfg().http;
     let cap = h.max_connections;
     let idle = Duration::from_secs(h.idle_timeout_seconds);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -200,7 +200,7 @@ pub async fn serve(
                     .iter()
                     .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
                     .map(|(id, _)| *id);
-                shared.metrics.http_evicted.inc();
+                shared.metrics().http_evicted.inc();
                 match victim.and_then(|id| t.open.remove(&id)) {
                     Some(c) => c.close.notify_one(),
                     // Every connection is serving a request: the new one
@@ -215,7 +215,7 @@ pub async fn serve(
                 close: Notify::new(),
             });
             t.open.insert(id, Arc::clone(&c));
-            shared.metrics.http_connections.set(t.open.len() as i64);
+            shared.metrics().http_connections.set(t.open.len() as i64);
             (id, c)
         };
         let (id, state) = state;
@@ -227,7 +227,7 @@ pub async fn serve(
             connection(stream, router, builder, Arc::clone(&state), idle).await;
             let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
             t.open.remove(&id);
-            shared.metrics.http_connections.set(t.open.len() as i64);
+            shared.metrics().http_connections.set(t.open.len() as i64);
         });
     }
     // Shutdown: dropping the tasks closes every connection.
@@ -392,7 +392,7 @@ impl AsyncWrite for Tracked {
 /// The evidence pack of one connector (SPEC §11), live; 404 for a
 /// connector the daemon holds no scope of.
 async fn connector_page(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<Serving>>,
     Path(connector): Path<String>,
 ) -> Response {
     on_demand(&shared, move |_, s| match s.evidence_html(&connector) {

@@ -128,6 +128,45 @@ impl Writer {
         }
     }
 
+    /// Writes the counters that belong to tasks (SPEC §12: counted where
+    /// decided, restored with the task): events read per topic and
+    /// rejections per reason, summed over the tasks this member owns. A
+    /// task that moves away takes its counts along; `sum` over members is
+    /// the stream's.
+    pub fn task_counters(
+        &mut self,
+        topics: &[String],
+        events: &std::collections::BTreeMap<String, u64>,
+        rejected: &crate::engine::event::RejectCounts,
+    ) {
+        use crate::engine::event::Reject;
+        self.family(
+            "connector_ga_events_total",
+            "Events read from Kafka by the tasks this member owns, accepted or rejected (an unparsable line counts once).",
+            Kind::Counter,
+        );
+        let mut names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        names.extend(events.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        for t in names {
+            let n = events.get(t).copied().unwrap_or(0);
+            self.sample("connector_ga_events_total", &[("topic", t)], n as f64);
+        }
+        self.family(
+            "connector_ga_events_rejected_total",
+            "Rejected events by reason, in the tasks this member owns.",
+            Kind::Counter,
+        );
+        for r in Reject::ALL {
+            self.sample(
+                "connector_ga_events_rejected_total",
+                &[("reason", r.as_str())],
+                rejected.get(r) as f64,
+            );
+        }
+    }
+
     /// Writes every per-scope family of SPEC §7 from a report.
     pub fn report(&mut self, r: &Report) {
         let real = || r.scopes.iter().filter(|s| s.total.is_some());

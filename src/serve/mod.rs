@@ -2,5 +2,6 @@
 //! page `/`.
 
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod page;

@@ -1,0 +1,367 @@
+//! Tasks: the state of one aggregated Kafka partition (SPEC §12), and the
+//! readers' handle on the tasks a member owns.
+//!
+//! How each structure is shared (the design choice):
+//! - A [`Task`] has exactly one writer: the consumer thread owns every task
+//!   and lends each, for one batch, to the one worker that ingests its
+//!   events. No lock guards a task; nothing else can reach it.
+//! - Readers (the renderer of `/metrics` and `/api/v1/criteria`, the pages,
+//!   checkpoints) never touch a task. They read [`TaskView`]s: immutable
+//!   copies the writer publishes through [`TaskSet`] (an `arc-swap`), at
+//!   most [`PUBLISH_EVERY`] apart. A view shares every scope with the task
+//!   (`Arc`, copy on write), so publishing costs the scopes written since the
+//!   last view, and a reader holding a view for seconds delays no one.
+//! - The series budget (`max_series`) is one atomic counter for the member.
+//! - The daemon's own counters are `prometheus` atomics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::checkpoint::{SourceMark, TaskCheckpoint};
+use crate::config::Config;
+use crate::engine::event::{Event, Reject, RejectCounts};
+use crate::engine::measure::{self, ScopeReport};
+use crate::engine::state::{self, Admission, Engine, Params, SeriesBudget};
+use crate::engine::timeutil::Micros;
+use crate::report::{Membership, Report};
+
+/// Longest a reader's view of a task lags its writer (besides the time to
+/// render it).
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+/// One aggregated partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl TaskId {
+    pub fn new(topic: &str, partition: i32) -> TaskId {
+        TaskId {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// The state of one aggregated partition: its scopes, how far it has read,
+/// and what it rejected. Written by one thread only.
+#[derive(Debug)]
+pub struct Task {
+    pub id: TaskId,
+    engine: Engine,
+    /// The next offset whose events are not in `engine`.
+    next_offset: Option<i64>,
+    events_read: u64,
+    rejected: RejectCounts,
+    sources: Vec<SourceMark>,
+    seq: u64,
+    /// Written since the last view was published.
+    unpublished: bool,
+    /// Written since the last checkpoint.
+    unsaved: bool,
+}
+
+impl Task {
+    pub fn new(id: TaskId) -> Task {
+        Task {
+            id,
+            engine: Engine::default(),
+            next_offset: None,
+            events_read: 0,
+            rejected: RejectCounts::default(),
+            sources: Vec::new(),
+            seq: 0,
+            unpublished: true,
+            unsaved: true,
+        }
+    }
+
+    /// A task restored from its checkpoint; its scopes count against the
+    /// member's series budget whatever the limit (they hold counted events).
+    pub fn restore(c: TaskCheckpoint, budget: &SeriesBudget) -> Task {
+        budget.force_claim(c.engine.scope_count());
+        Task {
+            id: TaskId::new(&c.topic, c.partition),
+            engine: c.engine,
+            next_offset: c.next_offset,
+            events_read: c.events_read,
+            rejected: c.rejected,
+            sources: c.sources,
+            seq: c.seq,
+            unpublished: true,
+            unsaved: false,
+        }
+    }
+
+    /// Where the partition resumes: after the last event in the state.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    /// The one ingest entry point of the daemon: admits one valid event
+    /// into the task's state, or counts why it is rejected.
+    pub fn ingest(
+        &mut self,
+        ev: &Event<'_>,
+        adm: &Admission,
+        p: &Params,
+        budget: &SeriesBudget,
+    ) -> Result<(), Reject> {
+        self.touch();
+        let r = self.engine.ingest(ev, adm, p, budget);
+        if let Err(reason) = r {
+            self.rejected.add(reason, 1);
+        }
+        r
+    }
+
+    /// Counts a rejection decided before aggregation (decoding).
+    pub fn reject(&mut self, reason: Reject, n: u64) {
+        self.touch();
+        self.rejected.add(reason, n);
+    }
+
+    /// Records that the partition was read up to `offset` (exclusive) and
+    /// that `events` events were read on the way.
+    pub fn advance(&mut self, offset: i64, events: u64) {
+        self.touch();
+        self.events_read += events;
+        self.next_offset = Some(self.next_offset.map_or(offset, |o| o.max(offset)));
+    }
+
+    /// Drops scopes past retention, returning their series budget.
+    pub fn prune(&mut self, now: Micros, p: &Params, budget: &SeriesBudget) -> usize {
+        let n = self
+            .engine
+            .prune(state::retention_start(now, p.retention_days), budget);
+        if n > 0 {
+            self.touch();
+        }
+        n
+    }
+
+    fn touch(&mut self) {
+        self.unpublished = true;
+        self.unsaved = true;
+    }
+
+    pub fn unsaved(&self) -> bool {
+        self.unsaved
+    }
+
+    /// The next checkpoint of this task: its state (shared with the task,
+    /// copy on write) and offsets as one unit.
+    pub fn checkpoint(&mut self, now: Micros) -> TaskCheckpoint {
+        self.seq += 1;
+        TaskCheckpoint {
+            topic: self.id.topic.to_string(),
+            partition: self.id.partition,
+            seq: self.seq,
+            created_at: now,
+            next_offset: self.next_offset,
+            events_read: self.events_read,
+            rejected: self.rejected.clone(),
+            sources: self.sources.clone(),
+            engine: self.engine.view(),
+        }
+    }
+
+    /// Marks the last [`Task::checkpoint`] durable.
+    pub fn saved(&mut self) {
+        self.unsaved = false;
+    }
+
+    /// An immutable copy for readers (cheap: scopes are shared).
+    pub fn view(&mut self) -> Arc<TaskView> {
+        self.unpublished = false;
+        Arc::new(TaskView {
+            id: self.id.clone(),
+            engine: self.engine.view(),
+            events_read: self.events_read,
+            rejected: self.rejected.clone(),
+            next_offset: self.next_offset,
+        })
+    }
+
+    pub fn unpublished(&self) -> bool {
+        self.unpublished
+    }
+
+    /// Gives the task's scopes back to the series budget (the task leaves).
+    pub fn release(self, budget: &SeriesBudget) {
+        budget.release(self.engine.scope_count());
+    }
+}
+
+/// What readers see of a task.
+#[derive(Debug)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub engine: Engine,
+    pub events_read: u64,
+    pub rejected: RejectCounts,
+    pub next_offset: Option<i64>,
+}
+
+type Views = BTreeMap<TaskId, Arc<TaskView>>;
+
+/// The tasks a member owns, as readers see them, and the member's series
+/// budget. The consumer thread publishes; anyone reads, without a lock.
+#[derive(Debug)]
+pub struct TaskSet {
+    views: ArcSwap<Views>,
+    params: Params,
+    budget: SeriesBudget,
+    /// Partitions of the aggregated topics: all the tasks of the group.
+    total: AtomicUsize,
+    /// Tasks assigned but not restored yet.
+    restoring: AtomicUsize,
+    /// Set once the first assignment is restored.
+    assigned: AtomicBool,
+}
+
+impl TaskSet {
+    pub fn new(cfg: &Config) -> TaskSet {
+        TaskSet {
+            views: ArcSwap::from_pointee(Views::new()),
+            params: Params::from_config(cfg),
+            budget: SeriesBudget::new(cfg.state.max_series),
+            total: AtomicUsize::new(0),
+            restoring: AtomicUsize::new(0),
+            assigned: AtomicBool::new(false),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn budget(&self) -> &SeriesBudget {
+        &self.budget
+    }
+
+    /// Publishes (or replaces) the views of some tasks.
+    pub fn publish(&self, views: Vec<Arc<TaskView>>) {
+        if views.is_empty() {
+            return;
+        }
+        self.views.rcu(|old| {
+            let mut m = Views::clone(old);
+            for v in &views {
+                m.insert(v.id.clone(), Arc::clone(v));
+            }
+            m
+        });
+    }
+
+    /// Stops showing tasks that moved away: their series disappear.
+    pub fn remove(&self, ids: &[TaskId]) {
+        self.views.rcu(|old| {
+            let mut m = Views::clone(old);
+            for id in ids {
+                m.remove(id);
+            }
+            m
+        });
+    }
+
+    /// Assignment bookkeeping for `/readyz`: `n` tasks start restoring.
+    pub fn restoring(&self, n: usize) {
+        self.restoring.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// `n` tasks finished restoring.
+    pub fn restored(&self, n: usize) {
+        self.restoring.fetch_sub(n, Ordering::AcqRel);
+        self.assigned.store(true, Ordering::Release);
+    }
+
+    /// Sets how many tasks the group has (partitions of the aggregated topics).
+    pub fn set_total(&self, n: usize) {
+        self.total.store(n, Ordering::Release);
+    }
+
+    /// Ready once an assignment came and every owned task is restored.
+    pub fn is_ready(&self) -> bool {
+        self.assigned.load(Ordering::Acquire) && self.restoring.load(Ordering::Acquire) == 0
+    }
+
+    pub fn owned(&self) -> Vec<TaskId> {
+        self.views.load().keys().cloned().collect()
+    }
+
+    /// Rejections decided in the owned tasks.
+    pub fn rejected(&self) -> RejectCounts {
+        let mut r = RejectCounts::default();
+        for v in self.views.load().values() {
+            r.merge(&v.rejected);
+        }
+        r
+    }
+
+    /// Events read per topic by the owned tasks.
+    pub fn events_read(&self) -> BTreeMap<String, u64> {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for v in self.views.load().values() {
+            *m.entry(v.id.topic.to_string()).or_default() += v.events_read;
+        }
+        m
+    }
+
+    /// The views' next offsets, for the lag gauges.
+    pub fn next_offsets(&self) -> BTreeMap<TaskId, i64> {
+        self.views
+            .load()
+            .values()
+            .filter_map(|v| v.next_offset.map(|o| (v.id.clone(), o)))
+            .collect()
+    }
+
+    pub fn scope_count(&self) -> usize {
+        self.views
+            .load()
+            .values()
+            .map(|v| v.engine.scope_count())
+            .sum()
+    }
+
+    /// The report over the owned tasks at `now`.
+    pub fn report(&self, cfg: &Config, now: Micros, daily: bool) -> Report {
+        let views = self.views.load_full();
+        let engines: Vec<&Engine> = views.values().map(|v| &v.engine).collect();
+        let mut rejected = RejectCounts::default();
+        for v in views.values() {
+            rejected.merge(&v.rejected);
+        }
+        let total = self.total.load(Ordering::Acquire);
+        Report {
+            now,
+            criteria_window_days: cfg.criteria.window_days,
+            rejected,
+            scopes: measure::measure_engines(&engines, cfg, now, daily, &self.params),
+            membership: Some(Membership {
+                tasks: views.keys().map(|t| (t.topic.to_string(), t.partition)).collect(),
+                partial: views.len() < total || total == 0,
+            }),
+        }
+    }
+
+    /// One connector's scopes with their daily series (`/connectors/<id>`).
+    pub fn connector(&self, cfg: &Config, now: Micros, id: &str) -> Vec<ScopeReport> {
+        let views = self.views.load_full();
+        let engines: Vec<&Engine> = views.values().map(|v| &v.engine).collect();
+        measure::measure_connector(&engines, cfg, now, id, &self.params)
+    }
+}
