@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use connector_ga_exporter::app::wall_clock;
 use connector_ga_exporter::checkpoint::store::DirStore;
-use connector_ga_exporter::serve::live::Serving;
-use connector_ga_exporter::task::{Task, TaskId, TaskSet};
-use connector_ga_exporter::telemetry::SelfMetrics;
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::classify::Cloud;
 use connector_ga_exporter::engine::event::{Event, RejectCounts};
 use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::kafka;
+use connector_ga_exporter::serve::live::Serving;
 use connector_ga_exporter::serve::metrics::Format;
+use connector_ga_exporter::task::{Task, TaskId, TaskSet};
+use connector_ga_exporter::telemetry::SelfMetrics;
 use connector_ga_exporter::tools::loadgen::{demo_profiles, Generator};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

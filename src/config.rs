@@ -147,6 +147,10 @@ pub struct KafkaConfig {
     pub dead_letter_topic: Option<String>,
     /// Decode threads; 0 means one per CPU core. Default 0.
     pub workers: usize,
+    /// SPEC §12: producers key every record by its connector id, so a
+    /// connector's events are in one partition and the members aggregate
+    /// the input partitions directly. Default false.
+    pub input_keyed_by_connector: bool,
     /// Any librdkafka property, passed through (TLS, SASL, timeouts).
     pub properties: BTreeMap<String, String>,
 }
@@ -160,6 +164,7 @@ impl Default for KafkaConfig {
             group_instance_id: None,
             dead_letter_topic: None,
             workers: 0,
+            input_keyed_by_connector: false,
             properties: BTreeMap::new(),
         }
     }

@@ -352,7 +352,10 @@ impl TaskSet {
             rejected,
             scopes: measure::measure_engines(&engines, cfg, now, daily, &self.params),
             membership: Some(Membership {
-                tasks: views.keys().map(|t| (t.topic.to_string(), t.partition)).collect(),
+                tasks: views
+                    .keys()
+                    .map(|t| (t.topic.to_string(), t.partition))
+                    .collect(),
                 partial: views.len() < total || total == 0,
             }),
         }

@@ -110,9 +110,7 @@ impl SelfMetrics {
             http_shed,
         }
     }
-
 }
-
 
 impl Default for SelfMetrics {
     fn default() -> Self {

@@ -133,7 +133,10 @@ pub fn decode(bytes: &[u8]) -> Result<TaskCheckpoint, String> {
     let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
     let payload = &bytes[HEADER..];
     if payload.len() != len {
-        return Err(format!("truncated: {} of {len} payload bytes", payload.len()));
+        return Err(format!(
+            "truncated: {} of {len} payload bytes",
+            payload.len()
+        ));
     }
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
@@ -275,7 +278,10 @@ mod tests {
         std::fs::write(&prev, &b).unwrap();
         let err = load(&s, "t", 3).unwrap_err().to_string();
         assert!(err.contains("none can be read"), "{err}");
-        assert!(err.contains("checksum mismatch") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("checksum mismatch") && err.contains("truncated"),
+            "{err}"
+        );
 
         assert_eq!(discard(&s).unwrap(), 2);
         assert!(load(&s, "t", 3).unwrap().is_none());
@@ -295,7 +301,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("snapshot.bin"), b"CGAS").unwrap();
         let err = legacy_snapshot(dir.path(), false).unwrap_err().to_string();
-        assert!(err.contains("state.dir") && err.contains("--fresh"), "{err}");
+        assert!(
+            err.contains("state.dir") && err.contains("--fresh"),
+            "{err}"
+        );
         assert!(err.contains("--to-earliest"), "{err}");
         legacy_snapshot(dir.path(), true).unwrap();
         assert!(!dir.path().join("snapshot.bin").exists());

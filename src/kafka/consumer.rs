@@ -272,7 +272,12 @@ fn group_tasks(c: &BaseConsumer<Ctx>, topics: &[String]) -> usize {
         .filter_map(|t| {
             c.fetch_metadata(Some(t), Duration::from_secs(5))
                 .ok()
-                .map(|m| m.topics().iter().map(|t| t.partitions().len()).sum::<usize>())
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .map(|t| t.partitions().len())
+                        .sum::<usize>()
+                })
         })
         .sum()
 }
@@ -565,10 +570,7 @@ fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
         })
         .collect();
 
-    let workers = inner
-        .workers
-        .min(batch.len().div_ceil(PARALLEL_MIN))
-        .max(1);
+    let workers = inner.workers.min(batch.len().div_ceil(PARALLEL_MIN)).max(1);
     let per = batch.len().div_ceil(workers);
     let chunks: Vec<(usize, &[OwnedMessage])> = batch
         .chunks(per)
@@ -612,7 +614,12 @@ fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
                     if let Some(dlq) = &inner.dlq {
                         let (mi, raw, idx) = d.sources[k];
                         let m = &batch[mi];
-                        dlq.send((m.topic(), m.partition(), m.offset()), Some(raw), idx, reason);
+                        dlq.send(
+                            (m.topic(), m.partition(), m.offset()),
+                            Some(raw),
+                            idx,
+                            reason,
+                        );
                     }
                 }
             }
@@ -676,7 +683,12 @@ fn decode_chunk<'a>(
             Err(reason) => {
                 d.rejected.push((ti, reason));
                 if let Some(dlq) = &inner.dlq {
-                    dlq.send((m.topic(), m.partition(), m.offset()), Some(raw), idx, reason);
+                    dlq.send(
+                        (m.topic(), m.partition(), m.offset()),
+                        Some(raw),
+                        idx,
+                        reason,
+                    );
                 }
             }
         });

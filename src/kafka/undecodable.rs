@@ -191,5 +191,4 @@ impl Consumer {
              (or is corrupt): counted as undecodable_message"
         );
     }
-
 }

@@ -42,8 +42,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::serve::live::Serving;
 use crate::report::Report;
+use crate::serve::live::Serving;
 use crate::serve::metrics::Format;
 use crate::serve::page;
 

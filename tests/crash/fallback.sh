@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Reproducer: exactly-once across the snapshot.prev fallback (src/checkpoint/
-# `load` falls back to snapshot.prev when snapshot.bin is damaged).
+# Exactly-once across the fallback to a task's previous checkpoint
+# (src/checkpoint/: each task is written alternately to tasks/<topic>/<p>/a.ckpt
+# and b.ckpt; restoring takes the newest one that decodes).
 #
 # 1. The daemon consumes a corpus with a 1 s checkpoint interval; it is
-#    SIGKILLed right after its first snapshot holding data, so snapshot.prev
-#    is the snapshot taken before any partition was assigned (no offsets)
-#    while the Kafka committed offsets already point past the data snapshot.
-# 2. One byte of snapshot.bin is flipped (bit rot): the daemon falls back to
-#    snapshot.prev, as designed.
-# 3. Expected: every event counted exactly once (events_total == corpus).
-#    The partitions absent from snapshot.prev resume at the committed offset,
-#    so every event of the damaged snapshot is lost: FAIL until fixed.
+#    SIGKILLed once some task has checkpoints in both slots, so its newest
+#    checkpoint holds data and Kafka's committed offsets may point past the
+#    older one.
+# 2. One byte of the newest checkpoint of every task is flipped (bit rot):
+#    the daemon falls back to each task's previous checkpoint.
+# 3. Expected: every event counted exactly once (events_total == corpus):
+#    a task resumes at the offset of the checkpoint it restored, never at
+#    the committed offset.
 #
 # Environment: BIN, EVENTS (200000), KEEP=1.
 set -euo pipefail
@@ -47,20 +48,23 @@ events_total() {
 }
 
 start 1
-first=""
-for _ in $(seq 1 2000); do
-    s=$(stat -c %s "$WORK/state/snapshot.bin" 2>/dev/null || echo 0)
-    [[ -z "$first" && "$s" -gt 0 ]] && first=$s
-    [[ -n "$first" && "$s" -gt "$first" ]] && break
+for _ in $(seq 1 3000); do
+    both=$(find "$WORK/state/tasks" -name 'b.ckpt' 2>/dev/null | head -1)
+    [[ -n "$both" ]] && break
     sleep 0.01
 done
-sleep 0.4   # the data snapshot's offsets get committed
+[[ -n "$both" ]] || fail "no task reached its second checkpoint"
+sleep 0.4   # its offsets get committed
 at=$(events_total)
 kill -KILL "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
-log "killed at events_total=$at; snapshot.bin $(stat -c %s "$WORK/state/snapshot.bin") bytes, snapshot.prev $(stat -c %s "$WORK/state/snapshot.prev" 2>/dev/null || echo none) bytes"
-python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[-100]^=0xff; open(p,'wb').write(b)" \
-    "$WORK/state/snapshot.bin"
-log "flipped one byte of snapshot.bin; restarting"
+flipped=0
+for d in "$WORK"/state/tasks/*/*/; do
+    [[ -f "$d/a.ckpt" && -f "$d/b.ckpt" ]] || continue
+    newest=$(ls -t "$d"a.ckpt "$d"b.ckpt | head -1)
+    python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[-10]^=0xff; open(p,'wb').write(b)" "$newest"
+    flipped=$((flipped + 1))
+done
+log "killed at events_total=$at; flipped one byte of the newest checkpoint of $flipped task(s); restarting"
 start 2
 until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" == 200 ]]; do
     kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited: $(tail -3 "$WORK/daemon.2.log")"
@@ -72,10 +76,10 @@ while (( still < 25 )); do   # until events_total is unchanged for 5 s
     [[ "$v" == "$prev" ]] && still=$((still + 1)) || { still=0; prev=$v; }
     sleep 0.2
 done
-grep -a 'snapshot' "$WORK/daemon.2.log" | sed 's/\x1b\[[0-9;]*m//g' | head -3
+grep -a 'previous one' "$WORK/daemon.2.log" | sed 's/\x1b\[[0-9;]*m//g' | head -3
 if [[ "$v" == "$N" ]]; then
     log "events_total=$v == corpus $N after the fallback"
     RESULT=PASS
 else
-    fail "events_total=$v of $N after the fallback to snapshot.prev: $(( N - v )) events lost"
+    fail "events_total=$v of $N after the fallback to the previous checkpoints: $(( N - v )) events lost"
 fi

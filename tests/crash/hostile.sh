@@ -111,7 +111,8 @@ RZ=$(curl -s -o /dev/null -w '%{http_code}' "http://$LISTEN/readyz" || true)
 HWM=$(awk '/^VmHWM/{print $2}' "/proc/$DAEMON_PID/status")
 RSS=$(awk '/^VmRSS/{print $2}' "/proc/$DAEMON_PID/status")
 sleep 11   # at least one periodic snapshot (default interval 10 s) after the end
-SNAP_BYTES=$(stat -c %s "$WORK/state/snapshot.bin" 2>/dev/null || echo 0)
+# Both slots of every task: the newest checkpoints are about half of it.
+SNAP_BYTES=$(find "$WORK/state/tasks" -name '*.ckpt' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}')
 grep -E '^connector_ga_events_rejected_total' "$WORK/metrics.txt" >"$WORK/rejected.txt" || true
 
 python3 - "$SAMPLES" "$IDLE" "$WORK/rejected.txt" "$WORK/criteria.json" "$N" "$EXP_MALFORMED" \
@@ -187,7 +188,7 @@ tbl = [
     ("events/s, best 2 s window", f"{peak:,.0f}"),
     ("peak RSS (VmHWM)", f"{int(hwm) / 1024:.0f} MB"),
     ("RSS at end (VmRSS)", f"{int(rss) / 1024:.0f} MB"),
-    ("snapshot size", f"{int(snap) / 1e6:.1f} MB"),
+    ("checkpoints (both slots)", f"{int(snap) / 1e6:.1f} MB"),
     ("/readyz during run", f"{len(after_ready) - len(not_ready)}/{len(after_ready)} samples 200 after ready"),
     ("/metrics while consuming: median / p95 / max", f"{q(busy, .5) * 1000:.0f} / {q(busy, .95) * 1000:.0f} / {max(busy) * 1000:.0f} ms ({len(busy)} scrapes)"),
     ("/metrics idle: median / max", f"{q(idle_m, .5) * 1000:.0f} / {max(idle_m) * 1000:.0f} ms, {m_bytes / 1e6:.1f} MB, {series_lines:,} samples"),

@@ -193,10 +193,15 @@ fn bad_config_stops_startup_with_one_line_naming_the_key() {
 /// A directory where the snapshot's temp file goes: tests run as root, for
 /// whom a read-only directory is writable, but no one can create a file
 /// over a non-empty directory.
-fn block_snapshots(state: &Path) {
-    let tmp = state.join("snapshot.tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    std::fs::write(tmp.join("blocker"), b"x").unwrap();
+/// Makes `dir` (a directory the daemon writes into) a regular file, so
+/// nothing can be created under it (tests run as root: permissions would
+/// not stop a write).
+fn block_dir(dir: &Path) {
+    if dir.is_dir() {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    std::fs::write(dir, b"blocker").unwrap();
 }
 
 /// Item 2: a state directory where the first snapshot cannot be written
@@ -208,7 +213,8 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
     mock.create_topic("ev", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    block_snapshots(&state);
+    // The start-up probe goes to `members/`.
+    block_dir(&state.join("members"));
     let cfg = write_config(dir.path(), "");
     let mut child = Command::new(bin())
         .args([
@@ -252,9 +258,8 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line, got:\n{err}");
     assert!(
-        lines[0].starts_with(
-            "connector-ga-exporter: config key `state.dir`: cannot write the first snapshot"
-        ) && lines[0].contains("snapshot.tmp"),
+        lines[0].starts_with("connector-ga-exporter: config key `state.dir`")
+            && lines[0].contains("members"),
         "{err}"
     );
 }
@@ -274,20 +279,49 @@ fn failed_checkpoints_are_counted_and_retried() {
             .expect("connector_ga_checkpoint_failures_total is exported")
     };
     assert_eq!(failures(&d), 0.0);
-    block_snapshots(&state);
-    // Counted on every interval: at least two means it is retried.
-    d.wait_for(|d| failures(d) >= 2.0, "two failed checkpoints counted");
-    std::fs::remove_dir_all(state.join("snapshot.tmp")).unwrap();
+    // The task of partition 0 is written under tasks/ev/0/.
+    let task_dir = state.join("tasks").join("ev").join("0");
+    let has_ckpt = |d: &Path| d.join("a.ckpt").is_file() || d.join("b.ckpt").is_file();
+    d.wait_for(|_| has_ckpt(&task_dir), "the task's first checkpoint");
+    block_dir(&task_dir);
+    // Only a task that changed is written: keep events coming. Counted on
+    // every interval: at least two means it is retried.
+    let p = producer(&mock.bootstrap_servers());
+    d.wait_for(
+        |d| {
+            produce(
+                &p,
+                "ev",
+                &[format!(
+                    r#"{{"ts":"{}","connector":"it_ck","status":200}}"#,
+                    iso(1)
+                )],
+            );
+            failures(d) >= 2.0
+        },
+        "two failed checkpoints counted",
+    );
+    std::fs::remove_file(&task_dir).unwrap();
     let healed = chrono::Utc::now().timestamp() as f64;
     d.wait_for(
         |d| {
             d.metric("connector_ga_last_checkpoint_timestamp_seconds", &[])
                 .unwrap_or(0.0)
                 >= healed
+                && has_ckpt(&task_dir)
         },
         "a checkpoint after the directory is writable again",
     );
-    assert!(!state.join("snapshot.tmp").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&task_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".ckpt"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temp files left behind: {leftovers:?}"
+    );
     assert_eq!(d.status("/healthz"), Some(200));
 }
 

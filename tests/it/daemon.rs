@@ -566,12 +566,15 @@ fn two_members_of_one_group_count_every_event_once() {
     let p = producer(&brokers);
     produce(&p, "ev", &batch(0));
     let fast = [("CONNECTOR_GA__STATE__CHECKPOINT_INTERVAL_SECONDS", "1")];
-    let a = Daemon::start(&brokers, "ev", "g3", &cfg, &dir.path().join("a"), &fast);
+    // SPEC §12: the members share one state store; a partition that moves
+    // is restored from the checkpoint its previous owner wrote.
+    let shared = dir.path().join("shared-state");
+    let a = Daemon::start(&brokers, "ev", "g3", &cfg, &shared, &fast);
     a.wait_for(|d| d.events_total("ev") == 200.0, "a reads the first 200");
     // Let a snapshot (and its commit) cover them: the mock cluster refuses
     // commits during the rebalance itself (see kafka.rs).
     std::thread::sleep(Duration::from_secs(3));
-    let b = Daemon::start(&brokers, "ev", "g3", &cfg, &dir.path().join("b"), &fast);
+    let b = Daemon::start(&brokers, "ev", "g3", &cfg, &shared, &fast);
     produce(&p, "ev", &batch(60));
     let total = |d: &Daemon| {
         d.metric(
@@ -594,6 +597,22 @@ fn two_members_of_one_group_count_every_event_once() {
     assert_eq!(a.events_total("ev") + b.events_total("ev"), 400.0);
     assert_eq!(total(&a) + total(&b), 400.0);
     assert!(total(&b) > 0.0, "the second member got partitions");
+    // Each partition is one member's task, and each says it is partial.
+    let (ca, cb) = (a.criteria(), b.criteria());
+    let mut tasks: Vec<i64> = [&ca, &cb]
+        .iter()
+        .flat_map(|c| {
+            c["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_i64().unwrap())
+        })
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks, vec![0, 1, 2, 3]);
+    assert_eq!(ca["members_partial"], true);
+    assert_eq!(cb["members_partial"], true);
 }
 
 /// The broker in its own process (`mock-kafka`), frozen with SIGSTOP while
@@ -697,13 +716,20 @@ fn daily_api_equals_report_daily_and_budget_metrics() {
         &[],
     );
     d.wait_for(|d| d.events_total("ev") == 15.0, "15 events read");
-    let live: Value = d
+    let mut live: Value = d
         .http
         .get(d.url("/api/v1/criteria?daily=true"))
         .send()
         .unwrap()
         .json()
         .unwrap();
+    // SPEC §12: the one member owns the topic's one partition, so its
+    // report is the whole one; `report` has no membership keys.
+    assert_eq!(live["tasks"], serde_json::json!([0]));
+    assert_eq!(live["members_partial"], serde_json::json!(false));
+    let m = live.as_object_mut().unwrap();
+    m.remove("tasks");
+    m.remove("members_partial");
     let now = live["now"].as_str().unwrap().to_string();
     let out = Command::new(bin())
         .args(["report", "--format", "json", "--daily", "--now", &now])
