@@ -105,8 +105,8 @@ start_daemon() {  # $1 group, $2 state dir, $3 instance id
         "$BIN" run --config "$CFG" --brokers "$BROKERS" --topic "$TOPIC" --group "$1" \
         --listen "$LISTEN" --state-dir "$2" >"$WORK/daemon.$RUN_NO.log" 2>&1 &
     DAEMON_PID=$!
-    # The first answer of /metrics comes before any partition is assigned:
-    # it is what the snapshot restored.
+    # The first answer of /metrics comes before any partition is assigned
+    # (tasks are restored on assignment): it shows 0.
     RESTORED=""
     for _ in $(seq 1 200); do
         kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited at start: $(tail -5 "$WORK/daemon.$RUN_NO.log")"
@@ -154,7 +154,7 @@ while :; do
         sleep "$delay"
         at=$(events_total)
         kill_daemon
-        line="kill $k: ${delay}s after ready, events_total=${at:-?} (run started from snapshot at $RESTORED)"
+        line="kill $k: ${delay}s after ready, events_total=${at:-?} (first answer, before any assignment: events_total $RESTORED)"
         log "$line"
         KILL_REPORT+=("$line")
         if [[ -z "$at" || "$at" -ge "$N" ]]; then
