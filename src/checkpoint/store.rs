@@ -9,10 +9,10 @@
 //! one, a blocking thread of another runtime, even (blocking it) an async task.
 //!
 //! Keys are relative paths with `/` separators ("tasks/connector-events/3.ckpt").
-//! Each segment is 1..=200 of `A-Z a-z 0-9 . _ - = @ + ,` and does not begin
-//! with `.`: names beginning with a dot are the directory store's temporary
-//! files, and the limited alphabet reads the same as a file name, an S3 key
-//! and an Azure blob name, without escaping.
+//! Each segment is 1..=200 of `A-Z a-z 0-9 . _ - = @ + ,`, is not `.` or
+//! `..`, and is not a temporary file name of the directory store (`.NAME.tmp`:
+//! begins with `.` and ends with `.tmp`). The limited alphabet reads the same
+//! as a file name, an S3 key and an Azure blob name, without escaping.
 
 mod dir;
 mod object;
@@ -49,14 +49,12 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file system error of the directory store. `config_key` is the key
-    /// that named the directory (`state.dir`, or `state.url` for file://).
-    #[error("state store `{config_key}` {path}: {error}")]
-    Io {
-        config_key: &'static str,
-        path: PathBuf,
-        error: io::Error,
-    },
+    /// A file system error of the directory `state.dir`.
+    #[error("config key `state.dir`: {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    /// A file system error of the directory named by a `file://` `state.url`.
+    #[error("config key `state.url`: {path}: {error}")]
+    UrlDirIo { path: PathBuf, error: io::Error },
     /// An error the object store answered (or its client gave up with).
     #[error("state store `state.url` {url}: {error}")]
     ObjectStore {
@@ -97,7 +95,7 @@ pub fn open_with_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Arc<dyn StateStore>, StoreError> {
     match &state.url {
-        None => Ok(Arc::new(DirStore::open_as(&state.dir, "state.dir")?)),
+        None => Ok(Arc::new(DirStore::open_as(&state.dir, false)?)),
         Some(url) => {
             let parsed = parse_url(url)?;
             if parsed.scheme() == "file" {
@@ -105,12 +103,18 @@ pub fn open_with_env(
                     url: url.clone(),
                     reason: "is not an absolute local path (file:///var/lib/x)".into(),
                 })?;
-                Ok(Arc::new(DirStore::open_as(&dir, "state.url")?))
+                Ok(Arc::new(DirStore::open_as(&dir, true)?))
             } else {
                 Ok(Arc::new(ObjectStoreBackend::open(url, env)?))
             }
         }
     }
+}
+
+/// Whether the state store is the directory `state.dir` (no `url`), where
+/// snapshots of earlier versions may lie.
+pub fn is_dir(state: &StateConfig) -> bool {
+    state.url.is_none()
 }
 
 fn parse_url(url: &str) -> Result<url::Url, StoreError> {
@@ -123,6 +127,11 @@ fn parse_url(url: &str) -> Result<url::Url, StoreError> {
 /// File names go up to 255 bytes; a temp file adds 22 (`.NAME.<16 hex>.tmp`).
 const MAX_SEGMENT: usize = 200;
 
+/// The directory store's temporary files: `.NAME.<16 hex>.tmp`.
+fn is_temp_name(s: &str) -> bool {
+    s.starts_with('.') && s.ends_with(".tmp")
+}
+
 fn segment_ok(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("has an empty segment (a leading, trailing or double `/`)".into());
@@ -130,8 +139,13 @@ fn segment_ok(s: &str) -> Result<(), String> {
     if s.len() > MAX_SEGMENT {
         return Err(format!("has a segment longer than {MAX_SEGMENT} bytes"));
     }
-    if s.starts_with('.') {
-        return Err(format!("segment {s:?} begins with `.`"));
+    if s == "." || s == ".." {
+        return Err(format!("has a segment {s:?}"));
+    }
+    if is_temp_name(s) {
+        return Err(format!(
+            "segment {s:?} is a temporary file name (begins with `.`, ends with `.tmp`)"
+        ));
     }
     if let Some(c) = s
         .chars()

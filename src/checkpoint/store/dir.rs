@@ -13,19 +13,20 @@ use super::{check_key, check_prefix, segment_ok, StateStore, StoreError};
 #[derive(Debug)]
 pub struct DirStore {
     root: PathBuf,
-    config_key: &'static str,
+    /// Named by a `file://` `state.url` rather than `state.dir` (for errors).
+    from_url: bool,
 }
 
 impl DirStore {
     /// Opens (creating it when missing) the directory named by `state.dir`.
-    pub fn open(root: &Path) -> Result<DirStore, StoreError> {
-        Self::open_as(root, "state.dir")
+    pub fn new(root: &Path) -> Result<DirStore, StoreError> {
+        Self::open_as(root, false)
     }
 
-    pub(super) fn open_as(root: &Path, config_key: &'static str) -> Result<DirStore, StoreError> {
+    pub(super) fn open_as(root: &Path, from_url: bool) -> Result<DirStore, StoreError> {
         let s = DirStore {
             root: root.to_path_buf(),
-            config_key,
+            from_url,
         };
         // Fail at start-up, not at the first checkpoint, when the directory
         // cannot be made or is not one.
@@ -42,10 +43,10 @@ impl DirStore {
     }
 
     fn io(&self, path: &Path, error: io::Error) -> StoreError {
-        StoreError::Io {
-            config_key: self.config_key,
-            path: path.to_path_buf(),
-            error,
+        let path = path.to_path_buf();
+        match self.from_url {
+            false => StoreError::Io { path, error },
+            true => StoreError::UrlDirIo { path, error },
         }
     }
 
@@ -170,7 +171,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, DirStore) {
         let d = tempfile::tempdir().unwrap();
-        let s = DirStore::open(&d.path().join("state")).unwrap();
+        let s = DirStore::new(&d.path().join("state")).unwrap();
         (d, s)
     }
 
@@ -260,8 +261,11 @@ mod tests {
             "a/",
             "../up",
             "a/../b",
-            ".hidden",
-            "a/.b.tmp",
+            ".",
+            "a/./b",
+            "a/..",
+            ".x.tmp",
+            "a/.b.0123456789abcdef.tmp",
             "sp ace",
             "back\\slash",
             "é",
@@ -275,6 +279,9 @@ mod tests {
         assert!(s.put(&long, b("x")).is_err());
         s.put(&"x".repeat(200), b("x")).unwrap();
         s.put("Aa0._-=@+,", b("x")).unwrap();
+        // A leading dot alone is fine (a Kafka topic may begin with one).
+        s.put(".topic/0/.a.ckpt", b("x")).unwrap();
+        assert_eq!(s.get(".topic/0/.a.ckpt").unwrap(), Some(b("x")));
     }
 
     #[test]
@@ -282,7 +289,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("f");
         fs::write(&file, b"x").unwrap();
-        let e = DirStore::open(&file).unwrap_err().to_string();
+        let e = DirStore::new(&file).unwrap_err().to_string();
         assert!(
             e.contains("`state.dir`") && e.contains(&*file.to_string_lossy()),
             "{e}"
