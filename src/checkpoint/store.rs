@@ -61,8 +61,9 @@ pub enum StoreError {
         url: String,
         error: object_store::Error,
     },
-    /// `state.url` cannot be opened (bad scheme, no bucket, bad options).
-    #[error("config key `state.url`: {url:?} {reason}")]
+    /// `state.url` cannot be opened (bad scheme, no bucket, bad options);
+    /// `reason` begins with the URL.
+    #[error("config key `state.url`: {reason}")]
     Url { url: String, reason: String },
     /// A call took longer than [`CALL_DEADLINE`], retries included.
     #[error("state store `state.url` {url}: {op} {key:?} gave no answer within {secs} s")]
@@ -101,7 +102,7 @@ pub fn open_with_env(
             if parsed.scheme() == "file" {
                 let dir = parsed.to_file_path().map_err(|()| StoreError::Url {
                     url: url.clone(),
-                    reason: "is not an absolute local path (file:///var/lib/x)".into(),
+                    reason: format!("{url:?} is not an absolute local path (file:///var/lib/x)"),
                 })?;
                 Ok(Arc::new(DirStore::open_as(&dir, true)?))
             } else {

@@ -88,7 +88,7 @@ impl ObjectStoreBackend {
         let parsed = parse_url(url)?;
         let bad = |reason: String| StoreError::Url {
             url: url.to_string(),
-            reason,
+            reason: format!("{url:?} {reason}"),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
         let (scheme, base) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(e.to_string()))?;
