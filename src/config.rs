@@ -211,6 +211,10 @@ impl Default for HttpConfig {
 pub struct StateConfig {
     /// Directory of snapshots. Default `./state`.
     pub dir: PathBuf,
+    /// The state store as an object store (or `file://` directory) URL:
+    /// `az://container/prefix`, `s3://bucket/prefix`, `gs://bucket/prefix`.
+    /// When set, `dir` is not the state store. Default: none.
+    pub url: Option<String>,
     /// Seconds between snapshots. Default 10.
     pub checkpoint_interval_seconds: u64,
     /// Most (connector, cloud) scopes kept; events of further scopes are
@@ -224,6 +228,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: PathBuf::from("state"),
+            url: None,
             checkpoint_interval_seconds: 10,
             max_series: 10_000,
             max_connections_per_scope: 100_000,
@@ -331,6 +336,36 @@ pub fn check_log_filter(f: &str) -> Result<(), String> {
     } else {
         Err(format!("{f:?} is not {allowed}"))
     }
+}
+
+/// The schemes `[state] url` may use (object_store's names for Azure Blob,
+/// S3 and GCS, and `file` for a directory).
+pub const STATE_URL_SCHEMES: &[&str] = &["az", "azure", "abfs", "abfss", "s3", "s3a", "gs", "file"];
+
+/// Checks `[state] url`: a URL of an allowed scheme naming its bucket
+/// (container), or `file:///absolute/dir`.
+pub fn check_state_url(u: &str) -> Result<url::Url, String> {
+    let allowed = format!("one of {}", STATE_URL_SCHEMES.join("://, ") + "://");
+    let parsed =
+        url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL ({e}): use {allowed}"))?;
+    if !STATE_URL_SCHEMES.contains(&parsed.scheme()) {
+        return Err(format!(
+            "{u:?}: scheme {:?} is not {allowed}",
+            parsed.scheme()
+        ));
+    }
+    let has_host = parsed.host_str().is_some_and(|h| !h.is_empty());
+    if parsed.scheme() == "file" {
+        if has_host || parsed.path().len() <= 1 {
+            return Err(format!("{u:?}: write a directory as file:///absolute/path"));
+        }
+    } else if !has_host {
+        return Err(format!(
+            "{u:?} names no bucket or container ({}://NAME/prefix)",
+            parsed.scheme()
+        ));
+    }
+    Ok(parsed)
 }
 
 /// Bounds of the numeric keys whose extremes are mistakes.
@@ -583,6 +618,9 @@ impl Config {
         if self.kafka.group_id.is_empty() {
             return Err(key_err("kafka.group_id", "is empty"));
         }
+        if let Some(u) = &self.state.url {
+            check_state_url(u).map_err(|m| key_err("state.url", m))?;
+        }
         if self.state.max_series == 0 {
             return Err(key_err("state.max_series", "must be > 0"));
         }
@@ -733,6 +771,35 @@ preview_since = 2026-03-01
         assert!(err("[kafka]\nbrokerz = \"a\"").contains("brokerz"));
         assert!(err("[connectors.a]\nbackend = true").contains("backend"));
         assert!(err("[criteria]\nretention_days = 20").contains("criteria.window_days"));
+        for bad in [
+            "http://h/p",
+            "ftp://b/p",
+            "s3:///p",
+            "not a url",
+            "",
+            "file://host/x",
+            "file:///",
+        ] {
+            let e = err(&format!("[state]\nurl = {bad:?}"));
+            assert!(e.contains("state.url"), "{bad:?}: {e}");
+        }
+        let e = err("[state]\nurl = \"http://h/p\"");
+        assert!(
+            e.contains("az://, azure://, abfs://, abfss://, s3://, s3a://, gs://, file://"),
+            "{e}"
+        );
+        for good in [
+            "az://c/p",
+            "azure://c",
+            "abfss://fs@acct.dfs.core.windows.net/p",
+            "s3://b/p/q",
+            "s3a://b",
+            "gs://b/p",
+            "file:///var/lib/x",
+        ] {
+            let c = Config::from_toml(&format!("[state]\nurl = {good:?}")).unwrap();
+            assert_eq!(c.state.url.as_deref(), Some(good));
+        }
     }
 
     #[test]
@@ -754,12 +821,17 @@ preview_since = 2026-03-01
                 "5".to_string(),
             ),
             ("CONNECTOR_GA__KAFKA__TOPICS".to_string(), "a,b".to_string()),
+            (
+                "CONNECTOR_GA__STATE__URL".to_string(),
+                "s3://bucket/prefix".to_string(),
+            ),
         ];
         let c = Config::load_with_env(Some(&p), &Overrides::default(), env.clone()).unwrap();
         assert_eq!(c.kafka.brokers, "env:2");
         assert_eq!(c.kafka.group_id, "g");
         assert_eq!(c.criteria.min_eligible_requests, 5);
         assert_eq!(c.kafka.topics, vec!["a", "b"]);
+        assert_eq!(c.state.url.as_deref(), Some("s3://bucket/prefix"));
         let ov = Overrides {
             brokers: Some("flag:3".into()),
             topics: vec!["t".into()],

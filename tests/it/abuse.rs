@@ -166,6 +166,20 @@ fn bad_config_stops_startup_with_one_line_naming_the_key() {
             &[],
             &["`http.max_concurrent_renders`", "0 is outside 1..=64"],
         ),
+        (
+            "[state]\nurl = \"https://bucket/prefix\"\n",
+            &[],
+            &[
+                "`state.url`",
+                "\"https\"",
+                "az://, azure://, abfs://, abfss://, s3://, s3a://, gs://, file://",
+            ],
+        ),
+        (
+            "",
+            &[("CONNECTOR_GA__STATE__URL", "s3:///no-bucket")],
+            &["`state.url`", "names no bucket"],
+        ),
     ];
     let mut failures = Vec::new();
     for (config, env, want) in cases {

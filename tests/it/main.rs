@@ -10,6 +10,8 @@
 //!   without a series limit, latencies up to 24 h.
 //! - `decoder`: SPEC §2's pinned decoder edges, table-driven.
 //! - `alert_rules`: `rules` output through promtool for several configs.
+//! - `state_store`: the checkpoint state store against a directory, Azurite
+//!   and moto (S3), each emulator a real process started by the test.
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
 
@@ -23,6 +25,7 @@ mod evidence;
 mod props;
 mod report_cli;
 mod rules;
+mod state_store;
 
 /// Shared helpers for the test modules.
 pub mod common {
