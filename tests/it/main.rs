@@ -12,6 +12,9 @@
 //! - `alert_rules`: `rules` output through promtool for several configs.
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
+//! - `harness`: the daemon and `mock-kafka` as child processes, one builder
+//!   for every test that starts `run`.
+//! - `scale`: SPEC §12 with several member processes on one `mock-kafka`.
 
 mod abuse;
 mod alert_rules;
@@ -20,9 +23,11 @@ mod daemon;
 mod decoder;
 mod edges;
 mod evidence;
+mod harness;
 mod props;
 mod report_cli;
 mod rules;
+mod scale;
 
 /// Shared helpers for the test modules.
 pub mod common {
