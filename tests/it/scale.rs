@@ -301,15 +301,17 @@ fn write_events(path: &Path, msgs: &[&Msg]) {
 
 /// One consumer group on one `mock-kafka`: members by instance id, one
 /// shared state directory, the events produced so far.
+/// Fields drop in order: the members are killed before the broker stops
+/// and before their state directory is removed.
 struct Group {
+    members: BTreeMap<String, Daemon>,
+    producer: BaseProducer,
     mock: MockKafka,
     dir: tempfile::TempDir,
     cfg: PathBuf,
     state: PathBuf,
     group: String,
     keyed: bool,
-    members: BTreeMap<String, Daemon>,
-    producer: BaseProducer,
     produced: Vec<Msg>,
 }
 
