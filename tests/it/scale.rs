@@ -767,10 +767,19 @@ fn tally_of_doc(doc: &Value) -> Tally {
     t
 }
 
+/// One scenario at a time: each runs five processes, and the test binary
+/// runs tests in parallel on a machine that may have two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Three members; member m1 is SIGKILLed between two halves of a round
 /// and restarted (same instance id, a new process with an empty working
 /// directory) while the stream goes on.
 fn sigkill_and_empty_disk_restart(keyed: bool) {
+    let _one = one_at_a_time();
     let mut rounds = corpus(keyed, 4).into_iter();
     let mut g = Group::new(
         if keyed {
@@ -804,6 +813,7 @@ fn sigkill_and_empty_disk_restart(keyed: bool) {
 /// Three members; a fourth joins mid-stream (checked exact with four), then
 /// leaves with SIGTERM mid-round (checked exact with three).
 fn fourth_member_joins_and_leaves(keyed: bool) {
+    let _one = one_at_a_time();
     let mut rounds = corpus(keyed, 4).into_iter();
     let mut g = Group::new(
         if keyed {
