@@ -58,28 +58,33 @@ promtool check config deploy/prometheus/prometheus.yml
 step "dashboard: JSON, metrics exported or recorded"
 python3 deploy/check_dashboard.py
 
-step "systemd unit"
+step "systemd units"
 if command -v systemd-analyze >/dev/null 2>&1; then
   # verify needs an executable ExecStart: point it at a dummy one in a copy.
   printf '#!/bin/sh\nexit 0\n' >"$tmp/connector-ga-exporter"
   chmod +x "$tmp/connector-ga-exporter"
-  sed "s#/usr/local/bin/connector-ga-exporter#$tmp/connector-ga-exporter#g" \
-    deploy/systemd/connector-ga-exporter.service >"$tmp/connector-ga-exporter.service"
-  status=0
-  out="$(systemd-analyze verify "$tmp/connector-ga-exporter.service" 2>&1)" || status=$?
-  [ -z "$out" ] || printf '%s\n' "$out"
-  # verify exits 0 on unknown keys or bad values, so read what it says about
-  # our unit; other messages (no systemd as PID 1, other units) do not count.
-  if printf '%s\n' "$out" | grep -q 'connector-ga-exporter\.service'; then
-    echo "systemd-analyze verify reported problems with the unit" >&2
-    exit 1
-  fi
-  if [ "$status" -ne 0 ] && [ -z "$out" ]; then
-    echo "systemd-analyze verify failed (exit $status)" >&2
-    exit 1
-  fi
-  [ "$status" -eq 0 ] || echo "(systemd-analyze exited $status, not about the unit: tolerated)"
-  echo "OK: deploy/systemd/connector-ga-exporter.service"
+  # The template is verified as one instance of it (member 9795).
+  for pair in connector-ga-exporter.service:connector-ga-exporter.service \
+              connector-ga-exporter@.service:connector-ga-exporter@9795.service; do
+    src="${pair%%:*}" unit="${pair##*:}"
+    sed "s#/usr/local/bin/connector-ga-exporter#$tmp/connector-ga-exporter#g" \
+      "deploy/systemd/$src" >"$tmp/$unit"
+    status=0
+    out="$(systemd-analyze verify "$tmp/$unit" 2>&1)" || status=$?
+    [ -z "$out" ] || printf '%s\n' "$out"
+    # verify exits 0 on unknown keys or bad values, so read what it says about
+    # our unit; other messages (no systemd as PID 1, other units) do not count.
+    if printf '%s\n' "$out" | grep -qF "$unit"; then
+      echo "systemd-analyze verify reported problems with deploy/systemd/$src" >&2
+      exit 1
+    fi
+    if [ "$status" -ne 0 ] && [ -z "$out" ]; then
+      echo "systemd-analyze verify failed on deploy/systemd/$src (exit $status)" >&2
+      exit 1
+    fi
+    [ "$status" -eq 0 ] || echo "(systemd-analyze exited $status, not about the unit: tolerated)"
+    echo "OK: deploy/systemd/$src"
+  done
 else
   echo "SKIP: systemd-analyze not installed"
 fi
@@ -133,6 +138,20 @@ if not any(e.get("name") == "CONNECTOR_GA__KAFKA__GROUP_INSTANCE_ID"
            and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
            for e in env):
     errors.append("statefulset.yaml: CONNECTOR_GA__KAFKA__GROUP_INSTANCE_ID must come from metadata.name")
+
+# Several members share one state store (SPEC section 12): no per-pod
+# ReadWriteOnce volume, and the store named (an object store URL, or a
+# ReadWriteMany claim mounted as the state directory).
+pod = sts.get("spec", {}).get("template", {}).get("spec", {})
+if sts.get("spec", {}).get("volumeClaimTemplates"):
+    errors.append("statefulset.yaml: volumeClaimTemplates give each member its own state; the store must be shared")
+shared_claim = any(v.get("persistentVolumeClaim") for v in pod.get("volumes", []) if v.get("name") == "state")
+if not shared_claim and not any(e.get("name") == "CONNECTOR_GA__STATE__URL" for e in env):
+    errors.append("statefulset.yaml: name the shared state store (CONNECTOR_GA__STATE__URL, or a ReadWriteMany claim as volume `state`)")
+if sts.get("spec", {}).get("replicas", 1) > 1:
+    pdb = docs_by_kind.get("PodDisruptionBudget", [{}])[0].get("spec", {})
+    if pdb.get("maxUnavailable") != 1:
+        errors.append("pdb.yaml: maxUnavailable 1 (one member evicted at a time)")
 
 for e in errors:
     print(f"ERROR: {e}", file=sys.stderr)

@@ -6,14 +6,14 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::daemon::{bin, free_port, iso, produce, producer, write_config, Daemon};
+use crate::harness::{bin, iso, produce, producer, write_config, Daemon, DaemonCmd};
 
 /// Runs `run` with `config` (and `env`) and returns (exit code, stderr),
 /// or an error if it is still running after 20 s (it started despite the
@@ -26,19 +26,13 @@ fn run_expecting_exit(
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, config).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", "--brokers", "127.0.0.1:9", "--listen"])
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(state)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let (mut cmd, _) = DaemonCmd::new("127.0.0.1:9")
+        .config(&cfg)
+        .state_dir(state)
+        .rust_log(None)
+        .stderr_piped()
+        .envs(env)
+        .command();
     let mut child = cmd.spawn().unwrap();
     let start = Instant::now();
     loop {
@@ -230,25 +224,14 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
     // The start-up probe goes to `members/`.
     block_dir(&state.join("members"));
     let cfg = write_config(dir.path(), "");
-    let mut child = Command::new(bin())
-        .args([
-            "run",
-            "--brokers",
-            &mock.bootstrap_servers(),
-            "--topic",
-            "ev",
-        ])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+        .topic("ev")
+        .config(&cfg)
+        .state_dir(&state)
+        .rust_log(Some("error"))
+        .stderr_piped()
+        .command();
+    let mut child = cmd.spawn().unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -363,15 +346,13 @@ fn connection_flood_keeps_healthz_and_checkpoints_working() {
     // 256 descriptors in all: 64 connections + 128 kept for the rest fit.
     let mut wrapper = Command::new("bash");
     wrapper.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", &bin()]);
-    let d = Daemon::start_in(
-        wrapper,
-        &mock.bootstrap_servers(),
-        "ev",
-        "g-flood",
-        &cfg,
-        &dir.path().join("state"),
-        &[],
-    );
+    let d = DaemonCmd::new(&mock.bootstrap_servers())
+        .via(wrapper)
+        .topic("ev")
+        .group("g-flood")
+        .config(&cfg)
+        .state_dir(&dir.path().join("state"))
+        .start();
     let addr = format!("127.0.0.1:{}", d.port);
     // 300 idle connections, held open by this side.
     let idle: Vec<TcpStream> = (0..300)

@@ -3,237 +3,16 @@
 //! compare with values computed by hand from SPEC.md.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
-const BUILT: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
-
-/// The binary under test: this build, or `CGA_BIN` (to run a regression
-/// test against an older build and see it fail).
-pub(crate) fn bin() -> String {
-    std::env::var("CGA_BIN").unwrap_or_else(|_| BUILT.to_string())
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub(crate) fn iso(minutes_ago: i64) -> String {
-    let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-pub(crate) struct Daemon {
-    pub(crate) child: Child,
-    pub(crate) port: u16,
-    pub(crate) http: reqwest::blocking::Client,
-}
-
-impl Daemon {
-    pub(crate) fn start(
-        brokers: &str,
-        topic: &str,
-        group: &str,
-        config: &Path,
-        state: &Path,
-        env: &[(&str, &str)],
-    ) -> Daemon {
-        Self::start_in(
-            Command::new(bin()),
-            brokers,
-            topic,
-            group,
-            config,
-            state,
-            env,
-        )
-    }
-
-    /// As [`Daemon::start`], with `cmd` the program to run (a wrapper that
-    /// execs the binary, such as `bash -c 'ulimit -n 256; exec "$@"'`).
-    pub(crate) fn start_in(
-        mut cmd: Command,
-        brokers: &str,
-        topic: &str,
-        group: &str,
-        config: &Path,
-        state: &Path,
-        env: &[(&str, &str)],
-    ) -> Daemon {
-        let port = free_port();
-        cmd.args([
-            "run",
-            "--brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--group",
-            group,
-        ])
-        .arg("--config")
-        .arg(config)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let d = Daemon {
-            child: cmd.spawn().expect("daemon starts"),
-            port,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        d.wait_for(|d| d.status("/readyz") == Some(200), "readyz 200");
-        d
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    pub(crate) fn status(&self, path: &str) -> Option<u16> {
-        self.http
-            .get(self.url(path))
-            .send()
-            .ok()
-            .map(|r| r.status().as_u16())
-    }
-
-    pub(crate) fn criteria(&self) -> Value {
-        self.http
-            .get(self.url("/api/v1/criteria"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    }
-
-    pub(crate) fn metrics(&self) -> String {
-        self.http
-            .get(self.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
-    }
-
-    /// The value of one sample, labels given in any order.
-    pub(crate) fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        metric_in(&self.metrics(), name, labels)
-    }
-
-    pub(crate) fn wait_for(&self, mut ok: impl FnMut(&Daemon) -> bool, what: &str) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if ok(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}");
-    }
-
-    pub(crate) fn events_total(&self, topic: &str) -> f64 {
-        self.metric("connector_ga_events_total", &[("topic", topic)])
-            .unwrap_or(0.0)
-    }
-
-    /// SIGTERM, then the exit status within 10 s.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "no exit within 10 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
-        if n != name {
-            return None;
-        }
-        let have: BTreeMap<&str, &str> = rest
-            .trim_end_matches('}')
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k, v.trim_matches('"')))
-            .collect();
-        let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
-        (have == want).then(|| value.parse().unwrap())
-    })
-}
-
-pub(crate) fn producer(brokers: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "0")
-        .create()
-        .unwrap()
-}
-
-pub(crate) fn produce(p: &BaseProducer, topic: &str, payloads: &[String]) {
-    for (i, pl) in payloads.iter().enumerate() {
-        let key = i.to_string();
-        p.send(BaseRecord::to(topic).payload(pl.as_str()).key(key.as_str()))
-            .unwrap();
-        p.poll(Duration::ZERO);
-    }
-    p.flush(Duration::from_secs(60)).expect("producer flush");
-}
-
-pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let p = dir.join("config.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[criteria]\nmin_eligible_requests = 5\n\n[connectors.it_alpha]\nbackend_in_production = true\nsupport_model_attested = true\npreview_since = 2026-01-01\n{extra}"
-        ),
-    )
-    .unwrap();
-    p
-}
+use crate::harness::{bin, iso, metric_in, produce, producer, write_config, Daemon, MockKafka};
+use std::process::Command;
 
 /// The scenario of `daemon_serves_hand_computed_values`, one JSON line each.
 fn alpha_events() -> Vec<String> {
@@ -622,27 +401,9 @@ fn two_members_of_one_group_count_every_event_once() {
 /// its listener.)
 #[test]
 fn broker_outage_loses_nothing() {
-    let mut mock = KillOnDrop(
-        Command::new(bin())
-            .args(["mock-kafka", "--topic", "ev:2"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(mock.0.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let brokers = line.trim().to_string();
-    let signal = |sig: &str| {
-        assert!(Command::new("kill")
-            .args([sig, &mock.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success())
-    };
+    let mock = MockKafka::start(&["ev:2"]);
+    let brokers = mock.brokers.clone();
+    let signal = |sig: &str| mock.signal(sig);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
     let events: Vec<String> = (0..3000)
@@ -680,16 +441,6 @@ fn broker_outage_loses_nothing() {
         ),
         Some(3000.0)
     );
-}
-
-/// A child process killed when the test ends, passed or not.
-pub(crate) struct KillOnDrop(pub(crate) Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// SPEC §11 live: `?daily=true` is `report --daily` over the same events at

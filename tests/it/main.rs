@@ -14,6 +14,9 @@
 //!   and moto (S3), each emulator a real process started by the test.
 //! - `props`: property tests (decoder robustness, order / batching / shard
 //!   independence, exact distinct counts).
+//! - `harness`: the daemon and `mock-kafka` as child processes, one builder
+//!   for every test that starts `run`.
+//! - `scale`: SPEC §12 with several member processes on one `mock-kafka`.
 
 mod abuse;
 mod alert_rules;
@@ -22,9 +25,11 @@ mod daemon;
 mod decoder;
 mod edges;
 mod evidence;
+mod harness;
 mod props;
 mod report_cli;
 mod rules;
+mod scale;
 mod state_store;
 
 /// Shared helpers for the test modules.
