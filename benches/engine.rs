@@ -3,12 +3,23 @@
 //!     cargo bench --bench engine            # 1,000,000 events
 //!     BENCH_EVENTS=200000 cargo bench --bench engine
 //!     BENCH_SUMMARY_ONLY=1 cargo bench --bench engine   # no criterion
+//!     BENCH_PROFILE=realistic cargo bench --bench engine
+//!
+//! `BENCH_ONLY=engine_ingest` (a workload's name): the summary runs the
+//! baselines and that workload only, e.g. under `perf record`.
+//!
+//! `BENCH_PROFILE`: `demo` (8 connectors), `realistic` (1,000 connectors ×
+//! 6 clouds, 200k users, 50k connections: issue 8's profile) or `both`
+//! (the default: the summary covers both, criterion the first).
 //!
 //! Groups (criterion, Throughput::Elements = events):
-//! - `parse_only`: JSON syntax only, the baseline: `serde_json::Value` per
-//!   line, and a borrowed `IgnoredAny` parse;
+//! - `parse_only`: JSON syntax only, the baselines: `serde_json::Value` per
+//!   line, a borrowed `#[derive(Deserialize)]` struct of the event's fields
+//!   (what a hand-written single-threaded reader would do: `report`'s
+//!   baseline in issue 8), and a borrowed `IgnoredAny` parse;
 //! - `decode`: `event::decode_line` over every line (parse + validation);
-//! - `classify_aggregate`: decoded events ingested into a `Store`;
+//! - `classify_aggregate`: decoded events ingested into a `Store` (64
+//!   shards, as `report`), and into one `Engine` (one single-writer task);
 //! - `report_end_to_end`: `report::report_file` on the corpus file, with 1
 //!   and with 2 decode threads.
 //!
@@ -24,13 +35,14 @@ use std::time::{Duration, Instant};
 
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event::{self, Event, RejectCounts};
-use connector_ga_exporter::engine::state::Admission;
+use connector_ga_exporter::engine::state::{Admission, Engine, Params, SeriesBudget};
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report;
 use connector_ga_exporter::store::Store;
 use criterion::{Criterion, SamplingMode, Throughput};
 
 struct Fixture {
+    profile: corpus::Profile,
     n: u64,
     bytes: usize,
     lines: Vec<&'static [u8]>,
@@ -40,7 +52,7 @@ struct Fixture {
     now: Micros,
 }
 
-fn fixture() -> Fixture {
+fn fixture(profile: corpus::Profile) -> Fixture {
     let count: usize = std::env::var("BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -48,7 +60,7 @@ fn fixture() -> Fixture {
     let t = Instant::now();
     // Leaked: the corpus lives as long as the process, and decoded events
     // borrow from it.
-    let data: &'static [u8] = Vec::leak(corpus::generate(count, 42));
+    let data: &'static [u8] = Vec::leak(corpus::generate_of(profile, count, 42));
     let lines: Vec<&'static [u8]> = data
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -66,7 +78,8 @@ fn fixture() -> Fixture {
     }
     assert_eq!(rejected, 0, "the corpus is all valid");
     eprintln!(
-        "corpus: {} events, {} bytes ({:.0} bytes/event), generated in {:.1?}, file {}",
+        "corpus {}: {} events, {} bytes ({:.0} bytes/event), generated in {:.1?}, file {}",
+        profile.name(),
         lines.len(),
         data.len(),
         data.len() as f64 / lines.len() as f64,
@@ -74,6 +87,7 @@ fn fixture() -> Fixture {
         file.path().display()
     );
     Fixture {
+        profile,
         n: lines.len() as u64,
         bytes: data.len(),
         lines,
@@ -92,6 +106,33 @@ fn parse_value(f: &Fixture) -> u64 {
     for l in &f.lines {
         let v: serde_json::Value = serde_json::from_slice(l).expect("valid JSON");
         n += v.is_object() as u64;
+    }
+    n
+}
+
+/// The fields of SPEC §2, borrowed from the line: the plainest fast
+/// reader serde_json offers (no validation beyond the types).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read, never used: the parse is what is measured
+struct Ev<'a> {
+    #[serde(borrow)]
+    ts: &'a serde_json::value::RawValue,
+    connector: &'a str,
+    cloud: Option<&'a str>,
+    status: Option<u16>,
+    fault: Option<&'a str>,
+    latency_ms: Option<f64>,
+    user: Option<&'a str>,
+    connection: Option<&'a str>,
+    operation: Option<&'a str>,
+}
+
+fn parse_borrowed(f: &Fixture) -> u64 {
+    let mut n = 0;
+    for l in &f.lines {
+        let e: Ev<'_> = serde_json::from_slice(l).expect("valid event");
+        black_box(&e);
+        n += 1;
     }
     n
 }
@@ -130,6 +171,20 @@ fn aggregate(f: &Fixture) -> u64 {
     accepted
 }
 
+fn aggregate_engine(f: &Fixture) -> u64 {
+    // One Engine, one writer: what a per-partition task does.
+    let p = Params::from_config(&f.cfg);
+    let budget = SeriesBudget::new(usize::MAX);
+    let adm = admission(f);
+    let mut e = Engine::default();
+    let mut accepted = 0;
+    for ev in &f.events {
+        accepted += e.ingest(ev, &adm, &p, &budget).is_ok() as u64;
+    }
+    black_box(&e);
+    accepted
+}
+
 fn end_to_end(f: &Fixture, threads: usize) -> u64 {
     let r =
         report::report_file(f.file.path(), &f.cfg, Some(f.now), f.now, threads).expect("report");
@@ -146,11 +201,13 @@ fn end_to_end_2(f: &Fixture) -> u64 {
 
 type Workload = (&'static str, &'static str, fn(&Fixture) -> u64);
 
-const WORKLOADS: [Workload; 6] = [
+const WORKLOADS: [Workload; 8] = [
     ("parse_only", "serde_json_value", parse_value),
+    ("parse_only", "borrowed_struct", parse_borrowed),
     ("parse_only", "ignored_any", parse_ignored),
     ("decode", "decode_line", decode),
     ("classify_aggregate", "store_ingest", aggregate),
+    ("classify_aggregate", "engine_ingest", aggregate_engine),
     ("report_end_to_end", "threads_1", end_to_end_1),
     ("report_end_to_end", "threads_2", end_to_end_2),
 ];
@@ -193,40 +250,61 @@ fn summary(f: &Fixture) {
         .unwrap_or(3);
     println!();
     println!(
-        "summary: {} events, {:.0} bytes/event, best of {runs} runs, {} CPU(s)",
+        "summary: profile {}: {} events, {:.0} bytes/event, best of {runs} runs, {} CPU(s)",
+        f.profile.name(),
         f.n,
         f.bytes as f64 / f.n as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mut base_value = None;
-    let mut base_ignored = None;
+    let mut base_borrowed = None;
+    // BENCH_ONLY=<name>: the baselines and that workload only (to profile it).
+    let only = std::env::var("BENCH_ONLY").ok();
     for (g, name, work) in WORKLOADS {
+        if only.as_ref().is_some_and(|o| o != name && g != "parse_only") {
+            continue;
+        }
         let secs = best_of(runs, f, work);
         let eps = f.n as f64 / secs;
         match name {
             "serde_json_value" => base_value = Some(eps),
-            "ignored_any" => base_ignored = Some(eps),
+            "borrowed_struct" => base_borrowed = Some(eps),
             _ => {}
         }
         let ratio = |b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", eps / b));
         println!(
-            "summary: {:<32} {:>12.0} events/s  {:>7.1} MB/s  ratio_to_parse_only(value) {}  ratio_to_parse_only(ignored_any) {}",
+            "summary: {:<10} {:<32} {:>9.0} events/s {:>6.1} MB/s  ratio_to(serde_json_value) {:>5}  ratio_to(borrowed_struct) {:>5}",
+            f.profile.name(),
             format!("{g}/{name}"),
             eps,
             f.bytes as f64 / secs / 1e6,
             ratio(base_value),
-            ratio(base_ignored),
+            ratio(base_borrowed),
         );
     }
 }
 
+fn profiles() -> Vec<corpus::Profile> {
+    use corpus::Profile;
+    match std::env::var("BENCH_PROFILE").as_deref() {
+        Ok("demo") => vec![Profile::Demo],
+        Ok("realistic") => vec![Profile::Realistic],
+        Ok("both") | Err(_) => vec![Profile::Demo, Profile::Realistic],
+        Ok(other) => panic!("BENCH_PROFILE={other}: use demo, realistic or both"),
+    }
+}
+
 fn main() {
-    let f = fixture();
+    let profiles = profiles();
     // BENCH_SUMMARY_ONLY=1: skip criterion, print the plain summary only.
     if std::env::var_os("BENCH_SUMMARY_ONLY").is_some() {
-        summary(&f);
+        for p in profiles {
+            // One corpus at a time: each holds ~300 MB.
+            summary(&fixture(p));
+        }
         return;
     }
+    let f = fixture(profiles[0]);
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     run_criterion(&mut c, &f);
     c.final_summary();
@@ -237,5 +315,8 @@ fn main() {
         .collect();
     if args.is_empty() {
         summary(&f);
+        for p in &profiles[1..] {
+            summary(&fixture(*p));
+        }
     }
 }
