@@ -67,12 +67,16 @@ impl ScopeState {
         // Hour buckets leave the ring long before they leave retention:
         // their reuse is not an event aging out.
         let mut hour_aged = 0;
-        if let Some(b) = self.hours.slot(hour, &mut hour_aged) {
-            b.counts.record(class, outcome);
-            if let Some(ms) = ev.latency_ms {
-                b.latency.record(ms);
+        let in_hour_ring = match self.hours.slot(hour, &mut hour_aged) {
+            Some(b) => {
+                b.counts.record(class, outcome);
+                if let Some(ms) = ev.latency_ms {
+                    b.latency.record(ms);
+                }
+                true
             }
-        }
+            None => false,
+        };
         if let Some(u) = &ev.user {
             self.users
                 .insert(xxh3_64(u.as_bytes()), day, p.retention_days);
@@ -93,7 +97,14 @@ impl ScopeState {
                 if in_sample(h, self.conn_shift) {
                     let c = self.conns.entry(h).or_default();
                     bump(&mut c.days, day, fail);
-                    bump(&mut c.hours, hour, fail);
+                    // Per-connection hours follow the hour ring: an hour
+                    // the ring has already left is in no hour window's
+                    // counts, so the SLO must not see it either. (Kept, it
+                    // also made each busy connection's list grow to every
+                    // hour of an unsorted file, scanned per event.)
+                    if in_hour_ring {
+                        bump(&mut c.hours, hour, fail);
+                    }
                     self.fit_sample(p.max_connections_per_scope);
                 }
             }
