@@ -5,8 +5,8 @@
 //!     BENCH_SUMMARY_ONLY=1 cargo bench --bench engine   # no criterion
 //!     BENCH_PROFILE=realistic cargo bench --bench engine
 //!
-//! `BENCH_ONLY=engine_ingest` (a workload's name): the summary runs the
-//! baselines and that workload only, e.g. under `perf record`.
+//! `BENCH_ONLY=engine_ingest,decode_line` (workload names): the summary
+//! runs the baselines and those workloads only, e.g. under `perf record`.
 //!
 //! `BENCH_PROFILE`: `demo` (8 connectors), `realistic` (1,000 connectors ×
 //! 6 clouds, 200k users, 50k connections: issue 8's profile) or `both`
@@ -17,14 +17,19 @@
 //!   line, a borrowed `#[derive(Deserialize)]` struct of the event's fields
 //!   (what a hand-written single-threaded reader would do: `report`'s
 //!   baseline in issue 8), and a borrowed `IgnoredAny` parse;
-//! - `decode`: `event::decode_line` over every line (parse + validation);
+//! - `decode`: `event::decode_line` over every line (parse + validation),
+//!   and the same through the `serde_json` path alone (`serde_json_path`:
+//!   the decoder before its sonic-rs fast path);
 //! - `classify_aggregate`: decoded events ingested into a `Store` (64
 //!   shards, as `report`), and into one `Engine` (one single-writer task);
 //! - `report_end_to_end`: `report::report_file` on the corpus file, with 1
 //!   and with 2 decode threads.
 //!
 //! After criterion, a plain summary: events/s per workload (best of a few
-//! timed runs in this process) and its ratio to `parse_only`.
+//! timed runs in this process) and its ratio to the `parse_only`
+//! baselines, by wall time and, in parentheses, per second of the
+//! process's CPU time (steadier on a shared machine; for `threads_2` it
+//! adds both threads' time).
 
 #[path = "common/corpus.rs"]
 mod corpus;
@@ -154,6 +159,16 @@ fn decode(f: &Fixture) -> u64 {
     ok
 }
 
+/// `decode` through the `serde_json` path alone (what `decode_line` was
+/// before the sonic-rs fast path): before and after in the same run.
+fn decode_reference(f: &Fixture) -> u64 {
+    let mut ok = 0u64;
+    for l in &f.lines {
+        event::decode_payload_reference(l, |r| ok += r.is_ok() as u64);
+    }
+    ok
+}
+
 fn admission(f: &Fixture) -> Admission {
     Admission::report_at(f.now, f.cfg.criteria.retention_days)
 }
@@ -201,10 +216,11 @@ fn end_to_end_2(f: &Fixture) -> u64 {
 
 type Workload = (&'static str, &'static str, fn(&Fixture) -> u64);
 
-const WORKLOADS: [Workload; 8] = [
+const WORKLOADS: [Workload; 9] = [
     ("parse_only", "serde_json_value", parse_value),
     ("parse_only", "borrowed_struct", parse_borrowed),
     ("parse_only", "ignored_any", parse_ignored),
+    ("decode", "serde_json_path", decode_reference),
     ("decode", "decode_line", decode),
     ("classify_aggregate", "store_ingest", aggregate),
     ("classify_aggregate", "engine_ingest", aggregate_engine),
@@ -232,15 +248,30 @@ fn run_criterion(c: &mut Criterion, f: &Fixture) {
     }
 }
 
-/// Best of `runs` timed runs, in seconds.
-fn best_of(runs: usize, f: &Fixture, work: fn(&Fixture) -> u64) -> f64 {
+/// CPU time of the whole process (all its threads), in seconds: on a
+/// machine shared with other work, wall time also counts the time this
+/// process waited for a core.
+fn cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Best of `runs` timed runs: (wall seconds, CPU seconds), each the
+/// minimum over the runs.
+fn best_of(runs: usize, f: &Fixture, work: fn(&Fixture) -> u64) -> (f64, f64) {
     (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_secs());
             black_box(work(f));
-            t.elapsed().as_secs_f64()
+            (t.elapsed().as_secs_f64(), cpu_secs() - c)
         })
-        .fold(f64::INFINITY, f64::min)
+        .fold((f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
 }
 
 fn summary(f: &Fixture) {
@@ -258,25 +289,33 @@ fn summary(f: &Fixture) {
     );
     let mut base_value = None;
     let mut base_borrowed = None;
-    // BENCH_ONLY=<name>: the baselines and that workload only (to profile it).
+    // BENCH_ONLY=a,b: the baselines and those workloads only (to profile them).
     let only = std::env::var("BENCH_ONLY").ok();
     for (g, name, work) in WORKLOADS {
-        if only.as_ref().is_some_and(|o| o != name && g != "parse_only") {
+        if only
+            .as_ref()
+            .is_some_and(|o| g != "parse_only" && !o.split(',').any(|o| o == name))
+        {
             continue;
         }
-        let secs = best_of(runs, f, work);
-        let eps = f.n as f64 / secs;
+        let (secs, cpu) = best_of(runs, f, work);
+        let (eps, per_cpu) = (f.n as f64 / secs, f.n as f64 / cpu);
         match name {
-            "serde_json_value" => base_value = Some(eps),
-            "borrowed_struct" => base_borrowed = Some(eps),
+            "serde_json_value" => base_value = Some((eps, per_cpu)),
+            "borrowed_struct" => base_borrowed = Some((eps, per_cpu)),
             _ => {}
         }
-        let ratio = |b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", eps / b));
+        let ratio = |b: Option<(f64, f64)>| {
+            b.map_or("-".to_string(), |b| {
+                format!("{:.2} ({:.2})", eps / b.0, per_cpu / b.1)
+            })
+        };
         println!(
-            "summary: {:<10} {:<32} {:>9.0} events/s {:>6.1} MB/s  ratio_to(serde_json_value) {:>5}  ratio_to(borrowed_struct) {:>5}",
+            "summary: {:<10} {:<32} {:>9.0} events/s ({:>9.0} per CPU-s) {:>6.1} MB/s  ratio_to(serde_json_value) {:>11}  ratio_to(borrowed_struct) {:>11}",
             f.profile.name(),
             format!("{g}/{name}"),
             eps,
+            per_cpu,
             f.bytes as f64 / secs / 1e6,
             ratio(base_value),
             ratio(base_borrowed),
