@@ -192,3 +192,42 @@ pub fn window_buckets(
     };
     ring.range(lo, hi)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::connections::connection_totals;
+    use crate::engine::state::testutil::{ev, params};
+    use crate::engine::timeutil::parse_rfc3339;
+    use std::borrow::Cow;
+
+    /// The daemon admits events up to `max_future_skew_seconds` ahead, so
+    /// the hour ring (1 hour by default) can move past the hour of `now`.
+    /// A later event of `now`'s hour is then in no hour bucket, and the
+    /// SLO of the 1h window must not count its connection either.
+    #[test]
+    fn connection_hours_follow_the_hour_ring() {
+        let p = params(); // hour_ring 1
+        let mut s = ScopeState::new(&p);
+        let mut ahead = ev("2026-11-20T11:00:30Z", None);
+        ahead.connection = Some(Cow::Borrowed("k1"));
+        s.record(&ahead, &p);
+        let mut late = ev("2026-11-20T10:59:00Z", None);
+        late.connection = Some(Cow::Borrowed("k2"));
+        s.record(&late, &p);
+        let now = parse_rfc3339("2026-11-20T10:59:59Z").unwrap();
+        // By hand: the ring holds hour 11 only, so the 1h window at 10:59:59
+        // (hour 10) has no bucket: 0 requests; and so 0 active connections.
+        let requests: u64 = window_buckets(&s, Window::Hours(1), now)
+            .map(|b| b.counts.requests)
+            .sum();
+        assert_eq!(requests, 0);
+        let sample = connection_totals(&[&s], Window::Hours(1), now);
+        assert_eq!(sample.totals.len(), 0, "{:?}", sample.totals);
+        // The day window still has both events and both connections.
+        assert_eq!(
+            connection_totals(&[&s], Window::Days(1), now).totals.len(),
+            2
+        );
+    }
+}
