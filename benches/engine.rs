@@ -271,7 +271,9 @@ fn best_of(runs: usize, f: &Fixture, work: fn(&Fixture) -> u64) -> (f64, f64) {
             black_box(work(f));
             (t.elapsed().as_secs_f64(), cpu_secs() - c)
         })
-        .fold((f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
+        .fold((f64::INFINITY, f64::INFINITY), |a, b| {
+            (a.0.min(b.0), a.1.min(b.1))
+        })
 }
 
 fn summary(f: &Fixture) {
