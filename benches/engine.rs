@@ -3,17 +3,33 @@
 //!     cargo bench --bench engine            # 1,000,000 events
 //!     BENCH_EVENTS=200000 cargo bench --bench engine
 //!     BENCH_SUMMARY_ONLY=1 cargo bench --bench engine   # no criterion
+//!     BENCH_PROFILE=realistic cargo bench --bench engine
+//!
+//! `BENCH_ONLY=engine_ingest,decode_line` (workload names): the summary
+//! runs the baselines and those workloads only, e.g. under `perf record`.
+//!
+//! `BENCH_PROFILE`: `demo` (8 connectors), `realistic` (1,000 connectors ×
+//! 6 clouds, 200k users, 50k connections: issue 8's profile) or `both`
+//! (the default: the summary covers both, criterion the first).
 //!
 //! Groups (criterion, Throughput::Elements = events):
-//! - `parse_only`: JSON syntax only, the baseline: `serde_json::Value` per
-//!   line, and a borrowed `IgnoredAny` parse;
-//! - `decode`: `event::decode_line` over every line (parse + validation);
-//! - `classify_aggregate`: decoded events ingested into a `Store`;
+//! - `parse_only`: JSON syntax only, the baselines: `serde_json::Value` per
+//!   line, a borrowed `#[derive(Deserialize)]` struct of the event's fields
+//!   (what a hand-written single-threaded reader would do: `report`'s
+//!   baseline in issue 8), and a borrowed `IgnoredAny` parse;
+//! - `decode`: `event::decode_line` over every line (parse + validation),
+//!   and the same through the `serde_json` path alone (`serde_json_path`:
+//!   the decoder before its sonic-rs fast path);
+//! - `classify_aggregate`: decoded events ingested into a `Store` (64
+//!   shards, as `report`), and into one `Engine` (one single-writer task);
 //! - `report_end_to_end`: `report::report_file` on the corpus file, with 1
 //!   and with 2 decode threads.
 //!
 //! After criterion, a plain summary: events/s per workload (best of a few
-//! timed runs in this process) and its ratio to `parse_only`.
+//! timed runs in this process) and its ratio to the `parse_only`
+//! baselines, by wall time and, in parentheses, per second of the
+//! process's CPU time (steadier on a shared machine; for `threads_2` it
+//! adds both threads' time).
 
 #[path = "common/corpus.rs"]
 mod corpus;
@@ -24,13 +40,14 @@ use std::time::{Duration, Instant};
 
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event::{self, Event, RejectCounts};
-use connector_ga_exporter::engine::state::Admission;
+use connector_ga_exporter::engine::state::{Admission, Engine, Params, SeriesBudget};
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report;
 use connector_ga_exporter::store::Store;
 use criterion::{Criterion, SamplingMode, Throughput};
 
 struct Fixture {
+    profile: corpus::Profile,
     n: u64,
     bytes: usize,
     lines: Vec<&'static [u8]>,
@@ -40,7 +57,7 @@ struct Fixture {
     now: Micros,
 }
 
-fn fixture() -> Fixture {
+fn fixture(profile: corpus::Profile) -> Fixture {
     let count: usize = std::env::var("BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -48,7 +65,7 @@ fn fixture() -> Fixture {
     let t = Instant::now();
     // Leaked: the corpus lives as long as the process, and decoded events
     // borrow from it.
-    let data: &'static [u8] = Vec::leak(corpus::generate(count, 42));
+    let data: &'static [u8] = Vec::leak(corpus::generate_of(profile, count, 42));
     let lines: Vec<&'static [u8]> = data
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -66,7 +83,8 @@ fn fixture() -> Fixture {
     }
     assert_eq!(rejected, 0, "the corpus is all valid");
     eprintln!(
-        "corpus: {} events, {} bytes ({:.0} bytes/event), generated in {:.1?}, file {}",
+        "corpus {}: {} events, {} bytes ({:.0} bytes/event), generated in {:.1?}, file {}",
+        profile.name(),
         lines.len(),
         data.len(),
         data.len() as f64 / lines.len() as f64,
@@ -74,6 +92,7 @@ fn fixture() -> Fixture {
         file.path().display()
     );
     Fixture {
+        profile,
         n: lines.len() as u64,
         bytes: data.len(),
         lines,
@@ -96,6 +115,33 @@ fn parse_value(f: &Fixture) -> u64 {
     n
 }
 
+/// The fields of SPEC §2, borrowed from the line: the plainest fast
+/// reader serde_json offers (no validation beyond the types).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read, never used: the parse is what is measured
+struct Ev<'a> {
+    #[serde(borrow)]
+    ts: &'a serde_json::value::RawValue,
+    connector: &'a str,
+    cloud: Option<&'a str>,
+    status: Option<u16>,
+    fault: Option<&'a str>,
+    latency_ms: Option<f64>,
+    user: Option<&'a str>,
+    connection: Option<&'a str>,
+    operation: Option<&'a str>,
+}
+
+fn parse_borrowed(f: &Fixture) -> u64 {
+    let mut n = 0;
+    for l in &f.lines {
+        let e: Ev<'_> = serde_json::from_slice(l).expect("valid event");
+        black_box(&e);
+        n += 1;
+    }
+    n
+}
+
 fn parse_ignored(f: &Fixture) -> u64 {
     let mut n = 0;
     for l in &f.lines {
@@ -109,6 +155,16 @@ fn decode(f: &Fixture) -> u64 {
     let mut ok = 0u64;
     for l in &f.lines {
         event::decode_line(l, &mut |r| ok += r.is_ok() as u64);
+    }
+    ok
+}
+
+/// `decode` through the `serde_json` path alone (what `decode_line` was
+/// before the sonic-rs fast path): before and after in the same run.
+fn decode_reference(f: &Fixture) -> u64 {
+    let mut ok = 0u64;
+    for l in &f.lines {
+        event::decode_payload_reference(l, |r| ok += r.is_ok() as u64);
     }
     ok
 }
@@ -130,6 +186,20 @@ fn aggregate(f: &Fixture) -> u64 {
     accepted
 }
 
+fn aggregate_engine(f: &Fixture) -> u64 {
+    // One Engine, one writer: what a per-partition task does.
+    let p = Params::from_config(&f.cfg);
+    let budget = SeriesBudget::new(usize::MAX);
+    let adm = admission(f);
+    let mut e = Engine::default();
+    let mut accepted = 0;
+    for ev in &f.events {
+        accepted += e.ingest(ev, &adm, &p, &budget).is_ok() as u64;
+    }
+    black_box(&e);
+    accepted
+}
+
 fn end_to_end(f: &Fixture, threads: usize) -> u64 {
     let r =
         report::report_file(f.file.path(), &f.cfg, Some(f.now), f.now, threads).expect("report");
@@ -146,11 +216,14 @@ fn end_to_end_2(f: &Fixture) -> u64 {
 
 type Workload = (&'static str, &'static str, fn(&Fixture) -> u64);
 
-const WORKLOADS: [Workload; 6] = [
+const WORKLOADS: [Workload; 9] = [
     ("parse_only", "serde_json_value", parse_value),
+    ("parse_only", "borrowed_struct", parse_borrowed),
     ("parse_only", "ignored_any", parse_ignored),
+    ("decode", "serde_json_path", decode_reference),
     ("decode", "decode_line", decode),
     ("classify_aggregate", "store_ingest", aggregate),
+    ("classify_aggregate", "engine_ingest", aggregate_engine),
     ("report_end_to_end", "threads_1", end_to_end_1),
     ("report_end_to_end", "threads_2", end_to_end_2),
 ];
@@ -175,15 +248,32 @@ fn run_criterion(c: &mut Criterion, f: &Fixture) {
     }
 }
 
-/// Best of `runs` timed runs, in seconds.
-fn best_of(runs: usize, f: &Fixture, work: fn(&Fixture) -> u64) -> f64 {
+/// CPU time of the whole process (all its threads), in seconds: on a
+/// machine shared with other work, wall time also counts the time this
+/// process waited for a core.
+fn cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Best of `runs` timed runs: (wall seconds, CPU seconds), each the
+/// minimum over the runs.
+fn best_of(runs: usize, f: &Fixture, work: fn(&Fixture) -> u64) -> (f64, f64) {
     (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_secs());
             black_box(work(f));
-            t.elapsed().as_secs_f64()
+            (t.elapsed().as_secs_f64(), cpu_secs() - c)
         })
-        .fold(f64::INFINITY, f64::min)
+        .fold((f64::INFINITY, f64::INFINITY), |a, b| {
+            (a.0.min(b.0), a.1.min(b.1))
+        })
 }
 
 fn summary(f: &Fixture) {
@@ -193,40 +283,69 @@ fn summary(f: &Fixture) {
         .unwrap_or(3);
     println!();
     println!(
-        "summary: {} events, {:.0} bytes/event, best of {runs} runs, {} CPU(s)",
+        "summary: profile {}: {} events, {:.0} bytes/event, best of {runs} runs, {} CPU(s)",
+        f.profile.name(),
         f.n,
         f.bytes as f64 / f.n as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mut base_value = None;
-    let mut base_ignored = None;
+    let mut base_borrowed = None;
+    // BENCH_ONLY=a,b: the baselines and those workloads only (to profile them).
+    let only = std::env::var("BENCH_ONLY").ok();
     for (g, name, work) in WORKLOADS {
-        let secs = best_of(runs, f, work);
-        let eps = f.n as f64 / secs;
+        if only
+            .as_ref()
+            .is_some_and(|o| g != "parse_only" && !o.split(',').any(|o| o == name))
+        {
+            continue;
+        }
+        let (secs, cpu) = best_of(runs, f, work);
+        let (eps, per_cpu) = (f.n as f64 / secs, f.n as f64 / cpu);
         match name {
-            "serde_json_value" => base_value = Some(eps),
-            "ignored_any" => base_ignored = Some(eps),
+            "serde_json_value" => base_value = Some((eps, per_cpu)),
+            "borrowed_struct" => base_borrowed = Some((eps, per_cpu)),
             _ => {}
         }
-        let ratio = |b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", eps / b));
+        let ratio = |b: Option<(f64, f64)>| {
+            b.map_or("-".to_string(), |b| {
+                format!("{:.2} ({:.2})", eps / b.0, per_cpu / b.1)
+            })
+        };
         println!(
-            "summary: {:<32} {:>12.0} events/s  {:>7.1} MB/s  ratio_to_parse_only(value) {}  ratio_to_parse_only(ignored_any) {}",
+            "summary: {:<10} {:<32} {:>9.0} events/s ({:>9.0} per CPU-s) {:>6.1} MB/s  ratio_to(serde_json_value) {:>11}  ratio_to(borrowed_struct) {:>11}",
+            f.profile.name(),
             format!("{g}/{name}"),
             eps,
+            per_cpu,
             f.bytes as f64 / secs / 1e6,
             ratio(base_value),
-            ratio(base_ignored),
+            ratio(base_borrowed),
         );
     }
 }
 
+fn profiles() -> Vec<corpus::Profile> {
+    use corpus::Profile;
+    match std::env::var("BENCH_PROFILE").as_deref() {
+        Ok("demo") => vec![Profile::Demo],
+        Ok("realistic") => vec![Profile::Realistic],
+        Ok("both") | Err(_) => vec![Profile::Demo, Profile::Realistic],
+        Ok(other) => panic!("BENCH_PROFILE={other}: use demo, realistic or both"),
+    }
+}
+
 fn main() {
-    let f = fixture();
+    let profiles = profiles();
     // BENCH_SUMMARY_ONLY=1: skip criterion, print the plain summary only.
     if std::env::var_os("BENCH_SUMMARY_ONLY").is_some() {
-        summary(&f);
+        for p in profiles {
+            // One corpus at a time: each holds ~300 MB.
+            summary(&fixture(p));
+        }
         return;
     }
+    let f = fixture(profiles[0]);
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     run_criterion(&mut c, &f);
     c.final_summary();
@@ -237,5 +356,8 @@ fn main() {
         .collect();
     if args.is_empty() {
         summary(&f);
+        for p in &profiles[1..] {
+            summary(&fixture(*p));
+        }
     }
 }

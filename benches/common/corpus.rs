@@ -5,6 +5,10 @@
 //! power-law users (200k) and connections (50k), ~2.5% 429s, ~2% 5xx (half
 //! with a `fault`), some no-responses, log-normal latencies, 30 days of
 //! timestamps ending at [`NOW`], 1% of them as epoch milliseconds.
+//!
+//! Two profiles ([`Profile`]): `demo` (the 8 connectors above) and
+//! `realistic` (issue 8: 1,000 connectors, so with the 6 clouds up to
+//! 6,000 scopes, the same 200k users and 50k connections).
 
 #![allow(dead_code)]
 
@@ -35,6 +39,27 @@ const OPERATIONS: [&str; 8] = [
     "GetAttachment",
     "SendMessage",
 ];
+/// Which connectors the corpus spreads its events over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The 8 named connectors of `CONNECTORS`.
+    Demo,
+    /// 1,000 connectors `shared_c0000` .. `shared_c0999`, power-law traffic.
+    Realistic,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Demo => "demo",
+            Profile::Realistic => "realistic",
+        }
+    }
+}
+
+/// Connectors of the realistic profile.
+pub const REALISTIC_CONNECTORS: u64 = 1_000;
+
 const USERS: f64 = 200_000.0;
 const CONNECTIONS: f64 = 50_000.0;
 
@@ -101,7 +126,21 @@ fn write_ts(out: &mut Vec<u8>, ms: i64) {
 
 /// Appends one event line (with its `\n`) to `out`.
 pub fn event_line(rng: &mut Rng, out: &mut Vec<u8>) {
-    let connector = CONNECTORS[rng.skewed(CONNECTORS.len() as f64, 2) as usize];
+    event_line_of(Profile::Demo, rng, out)
+}
+
+/// Appends one event line of `profile` (with its `\n`) to `out`.
+pub fn event_line_of(profile: Profile, rng: &mut Rng, out: &mut Vec<u8>) {
+    let mut name = [0u8; 12];
+    let connector = match profile {
+        Profile::Demo => CONNECTORS[rng.skewed(CONNECTORS.len() as f64, 2) as usize],
+        Profile::Realistic => {
+            let i = rng.skewed(REALISTIC_CONNECTORS as f64, 2);
+            let mut w = &mut name[..];
+            let _ = write!(w, "shared_c{i:04}");
+            std::str::from_utf8(&name).expect("ASCII")
+        }
+    };
     let r = rng.f64();
     let cloud = if r < 0.85 {
         "public"
@@ -179,10 +218,15 @@ pub fn event_line(rng: &mut Rng, out: &mut Vec<u8>) {
 
 /// `count` events as one NDJSON buffer.
 pub fn generate(count: usize, seed: u64) -> Vec<u8> {
+    generate_of(Profile::Demo, count, seed)
+}
+
+/// `count` events of `profile` as one NDJSON buffer.
+pub fn generate_of(profile: Profile, count: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(count * 180);
     for _ in 0..count {
-        event_line(&mut rng, &mut out);
+        event_line_of(profile, &mut rng, &mut out);
     }
     out
 }

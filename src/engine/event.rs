@@ -17,6 +17,8 @@ use serde::Deserialize;
 use crate::engine::classify::{Cloud, Fault};
 use crate::engine::timeutil::{self, Micros};
 
+mod fast;
+
 /// Why an event was rejected, in SPEC §2's order of precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
@@ -450,13 +452,37 @@ where
 /// As [`decode_payload`], also giving each event's source bytes: its NDJSON
 /// line, or the whole document, with the event's index when the document is
 /// an array (what a dead-letter copy of a rejected event carries).
-pub fn decode_payload_raw<'a, F>(payload: &'a [u8], mut f: F) -> u64
+pub fn decode_payload_raw<'a, F>(payload: &'a [u8], f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
+{
+    decode_payload_with(payload, true, f)
+}
+
+/// [`decode_payload`] through the `serde_json` path only, never the
+/// sonic-rs fast path: the reference the tests compare the fast path to.
+#[doc(hidden)]
+pub fn decode_payload_reference<'a, F>(payload: &'a [u8], mut f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>),
+{
+    decode_payload_with(payload, false, |r, _, _| f(r))
+}
+
+/// `fast`: each document (the payload, else each line) is tried first on
+/// the sonic-rs path ([`fast`]), which reads every valid one; on any
+/// refusal [`parse_value`] gives the exact verdict.
+fn decode_payload_with<'a, F>(payload: &'a [u8], fast: bool, mut f: F) -> u64
 where
     F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
 {
     let mut n = 0u64;
     // SPEC §2: a byte-order mark at the start of a message is ignored.
     let payload = payload.strip_prefix(BOM).unwrap_or(payload);
+    if let Some(doc) = fast.then(|| fast::parse_doc(payload)).flatten() {
+        emit_doc(doc, payload, &mut f, &mut n);
+        return n;
+    }
     // Lines of valid UTF-8 need no second check: a line end never falls
     // inside a multi-byte character.
     let utf8 = std::str::from_utf8(payload).is_ok();
@@ -470,7 +496,8 @@ where
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                match parse_value(line, utf8) {
+                let doc = fast.then(|| fast::parse_doc(line)).flatten();
+                match doc.or_else(|| parse_value(line, utf8)) {
                     Some(doc) => emit_doc(doc, line, &mut f, &mut n),
                     None => {
                         n += 1;
@@ -498,7 +525,8 @@ where
         return 0;
     }
     let mut g = |r, _: &'a [u8], _| f(r);
-    match parse_value(line, std::str::from_utf8(line).is_ok()) {
+    let doc = fast::parse_doc(line);
+    match doc.or_else(|| parse_value(line, std::str::from_utf8(line).is_ok())) {
         Some(doc) => emit_doc(doc, line, &mut g, &mut n),
         None => {
             n += 1;
@@ -510,7 +538,8 @@ where
 
 /// Whether `bytes` hold exactly one JSON value (one NDJSON line).
 pub fn is_complete_doc(bytes: &[u8]) -> bool {
-    parse_value(bytes, std::str::from_utf8(bytes).is_ok()).is_some()
+    fast::parse_doc(bytes).is_some()
+        || parse_value(bytes, std::str::from_utf8(bytes).is_ok()).is_some()
 }
 
 /// Parses one JSON value (a payload or a line) into its elements; `None`

@@ -4,7 +4,7 @@
 //! to 10,000 values.
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::engine::event::{self, Event, RejectCounts};
+use connector_ga_exporter::engine::event::{self, Event, Reject, RejectCounts};
 use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::engine::timeutil::{self, Micros, MICROS_PER_DAY};
 use connector_ga_exporter::report::Report;
@@ -702,5 +702,281 @@ proptest! {
             let got = all.measures.criteria().latency_ms[i].unwrap();
             prop_assert!((got - want).abs() <= want * 0.01, "p{} of {}: {} vs {}", p, n, got, want);
         }
+    }
+}
+
+/// The sonic-rs fast path of the decoder against its `serde_json`
+/// reference path (`event::decode_payload_reference`): the same events,
+/// in the same order, with the same values or reasons. Values only may
+/// differ in a float's last bit (the fast path rounds correctly,
+/// `serde_json` without `float_roundtrip` can be one unit off past 15
+/// significant digits).
+mod fast_path {
+    use super::*;
+
+    fn decoded(bytes: &[u8], fast: bool) -> Vec<Result<Event<'_>, Reject>> {
+        let mut out = Vec::new();
+        let mut push = |r| out.push(r);
+        if fast {
+            event::decode_payload(bytes, &mut push);
+        } else {
+            event::decode_payload_reference(bytes, &mut push);
+        }
+        out
+    }
+
+    fn same_event(a: &Event<'_>, b: &Event<'_>) -> bool {
+        let lat = match (a.latency_ms, b.latency_ms) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= x.abs() * f64::EPSILON,
+            (x, y) => x == y,
+        };
+        lat && Event {
+            latency_ms: None,
+            ..a.clone()
+        } == Event {
+            latency_ms: None,
+            ..b.clone()
+        }
+    }
+
+    pub fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let (f, r) = (decoded(bytes, true), decoded(bytes, false));
+        let same = f.len() == r.len()
+            && f.iter().zip(&r).all(|p| match p {
+                (Ok(a), Ok(b)) => same_event(a, b),
+                (a, b) => a == b,
+            });
+        prop_assert!(
+            same,
+            "payload {:?}\n fast      {:?}\n reference {:?}",
+            String::from_utf8_lossy(bytes),
+            f,
+            r
+        );
+        Ok(())
+    }
+
+    /// Keys: the known ones, an unknown one, and known ones spelled with
+    /// an escape (the same key to JSON, so a duplicate).
+    pub const KEYS: [&str; 12] = [
+        "ts",
+        "connector",
+        "cloud",
+        "status",
+        "fault",
+        "latency_ms",
+        "user",
+        "connection",
+        "operation",
+        "x",
+        "t\\u0073",
+        "connecto\\u0072",
+    ];
+
+    /// Values where two JSON parsers might part: number edges, escapes,
+    /// surrogates, nesting, control characters, and the valid values.
+    pub fn values() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "1",
+            "0",
+            "-0",
+            "-1",
+            "1.5",
+            "-0.0",
+            "1e2",
+            "1E+2",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "[1e400]",
+            "{\"a\":1e400}",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "253402300799999",
+            "253402300800000",
+            "9007199254740993.0",
+            "0.30000000000000004",
+            "182.5",
+            "200",
+            "429",
+            "599",
+            "600",
+            "200.0",
+            "\"200\"",
+            "null",
+            "true",
+            "false",
+            "[]",
+            "{}",
+            "[1,[2,{\"a\":[]}]]",
+            "\"2026-11-20T10:00:00Z\"",
+            "\"2026-11-20T10:00:00.123+02:00\"",
+            "\"2026-02-30T10:00:00Z\"",
+            "\"2026-11-20\"",
+            "\"a\"",
+            "\"shared_contoso\"",
+            "\"a\\u0062\"",
+            "\"\\ud800\"",
+            "\"\\udc00x\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\u0000\"",
+            "\"x\\\"y\"",
+            "\"\\/\"",
+            "\"\\x\"",
+            "\"x\u{7f}\"",
+            "\"é\"",
+            "\"\"",
+            "\"public\"",
+            "\"gcc-high\"",
+            "\"backend\"",
+            "\"client\"",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "NaN",
+            "tru",
+            "nul",
+            "\"unterminated",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(format!("\"{}\"", "u".repeat(256)));
+        v.push(format!("\"{}\"", "u".repeat(257)));
+        v.push(format!("{}1{}", "[".repeat(200), "]".repeat(200)));
+        v.push(format!(
+            "{}{}",
+            "{\"a\":".repeat(140),
+            "1".to_string() + &"}".repeat(140)
+        ));
+        v.push("\"x\ty\"".to_string());
+        v.push("\"x\u{1}y\"".to_string());
+        v
+    }
+
+    pub fn object() -> impl Strategy<Value = String> {
+        let vals = values();
+        proptest::collection::vec(
+            (
+                proptest::sample::select(KEYS.to_vec()),
+                proptest::sample::select(vals),
+                proptest::sample::select(vec!["", " ", "\n", "\t", "\r\n"]),
+            ),
+            0..10,
+        )
+        .prop_map(|kv| {
+            let body: Vec<String> = kv
+                .iter()
+                .map(|(k, v, ws)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    /// A payload: one object, an array or NDJSON of objects (with a valid
+    /// event among them), maybe a BOM, maybe one byte changed, inserted or
+    /// removed (to reach every syntax error).
+    pub fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let valid = r#"{"ts":"2026-11-20T10:00:00Z","connector":"a","latency_ms":1.5,"user":"u","connection":"c"}"#;
+        (
+            proptest::collection::vec(
+                prop_oneof![3 => object(), 1 => Just(valid.to_string())],
+                1..4,
+            ),
+            0usize..3,
+            any::<bool>(),
+            proptest::option::of((any::<prop::sample::Index>(), any::<u8>(), 0usize..3)),
+        )
+            .prop_map(|(objs, shape, bom, edit)| {
+                let mut p: Vec<u8> = if bom { event::BOM.to_vec() } else { Vec::new() };
+                p.extend_from_slice(
+                    match shape {
+                        0 => objs[0].clone(),
+                        1 => format!("[{}]", objs.join(",")),
+                        _ => objs.join("\n"),
+                    }
+                    .as_bytes(),
+                );
+                if let Some((at, byte, how)) = edit {
+                    let i = at.index(p.len());
+                    match how {
+                        0 => p[i] = byte,
+                        1 => p.insert(i, byte),
+                        _ => {
+                            p.remove(i);
+                        }
+                    }
+                }
+                p
+            })
+    }
+}
+
+/// Every edge value in every key, alone and beside a valid field: the
+/// fast path and the reference agree (deterministic, all combinations).
+#[test]
+fn fast_path_agrees_on_every_edge_value_in_every_key() {
+    let mut n = 0;
+    for k in fast_path::KEYS {
+        for v in fast_path::values() {
+            for doc in [
+                format!("{{\"{k}\":{v}}}"),
+                format!("{{\"ts\":1,\"connector\":\"a\",\"{k}\":{v}}}"),
+                format!("[{{\"ts\":1,\"connector\":\"a\",\"{k}\":{v}}},{{\"ts\":1,\"connector\":\"b\"}}]"),
+                format!("{{\"ts\":1,\"connector\":\"a\",\"{k}\":{v}}}\n{{\"ts\":1,\"connector\":\"b\"}}"),
+            ] {
+                fast_path::agree(doc.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, fast_path::KEYS.len() * fast_path::values().len() * 4);
+}
+
+/// Invalid UTF-8 where the fast path's parser would not look (a skipped
+/// unknown field, a nested value, between an array's events): the event
+/// holding it is `malformed_json` on both paths (SPEC §2), its neighbours
+/// still count.
+#[test]
+fn fast_path_agrees_on_invalid_utf8_in_skipped_values() {
+    let docs: [&[u8]; 5] = [
+        b"{\"ts\":1,\"connector\":\"a\",\"operation\":\"\xff\"}",
+        b"{\"ts\":1,\"connector\":\"a\",\"x\":{\"k\":[\"\xe2\x82\"]}}",
+        b"{\"ts\":1,\"connector\":\"a\",\"latency_ms\":[\"\xc3\"]}",
+        b"[{\"ts\":1,\"connector\":\"a\",\"x\":\"\xff\"},{\"ts\":1,\"connector\":\"b\"}]",
+        b"{\"ts\":1,\"connector\":\"a\",\"x\":\"\xff\"}\n{\"ts\":1,\"connector\":\"b\"}",
+    ];
+    for d in docs {
+        fast_path::agree(d).unwrap_or_else(|e| panic!("{e}"));
+        // By hand from SPEC §2: the event with the invalid byte is
+        // malformed_json, the one after it (when there is one) is valid.
+        let mut got = Vec::new();
+        event::decode_payload(d, |r| got.push(r.map(|e| e.connector.into_owned())));
+        assert_eq!(got[0], Err(Reject::MalformedJson), "{d:?}");
+        assert!(got[1..].iter().all(|r| r.as_deref() == Ok("b")), "{d:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(PtConfig { cases: fuzz_cases(), ..PtConfig::default() })]
+
+    /// Arbitrary bytes: the fast path and the reference agree.
+    #[test]
+    fn fast_path_agrees_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fast_path::agree(&bytes)?;
+    }
+
+    /// Objects of edge values, in batches, with a byte edited.
+    #[test]
+    fn fast_path_agrees_on_edge_documents(p in fast_path::payload()) {
+        fast_path::agree(&p)?;
+    }
+
+    /// The generated events of `decode_never_misreads_generated_events`.
+    #[test]
+    fn fast_path_agrees_on_generated_events(g in gen::arb_case()) {
+        fast_path::agree(g.payload.as_bytes())?;
     }
 }

@@ -67,12 +67,16 @@ impl ScopeState {
         // Hour buckets leave the ring long before they leave retention:
         // their reuse is not an event aging out.
         let mut hour_aged = 0;
-        if let Some(b) = self.hours.slot(hour, &mut hour_aged) {
-            b.counts.record(class, outcome);
-            if let Some(ms) = ev.latency_ms {
-                b.latency.record(ms);
+        let in_hour_ring = match self.hours.slot(hour, &mut hour_aged) {
+            Some(b) => {
+                b.counts.record(class, outcome);
+                if let Some(ms) = ev.latency_ms {
+                    b.latency.record(ms);
+                }
+                true
             }
-        }
+            None => false,
+        };
         if let Some(u) = &ev.user {
             self.users
                 .insert(xxh3_64(u.as_bytes()), day, p.retention_days);
@@ -93,7 +97,14 @@ impl ScopeState {
                 if in_sample(h, self.conn_shift) {
                     let c = self.conns.entry(h).or_default();
                     bump(&mut c.days, day, fail);
-                    bump(&mut c.hours, hour, fail);
+                    // Per-connection hours follow the hour ring: an hour
+                    // the ring has already left is in no hour window's
+                    // counts, so the SLO must not see it either. (Kept, it
+                    // also made each busy connection's list grow to every
+                    // hour of an unsorted file, scanned per event.)
+                    if in_hour_ring {
+                        bump(&mut c.hours, hour, fail);
+                    }
                     self.fit_sample(p.max_connections_per_scope);
                 }
             }
@@ -180,4 +191,43 @@ pub fn window_buckets(
         }
     };
     ring.range(lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::connections::connection_totals;
+    use crate::engine::state::testutil::{ev, params};
+    use crate::engine::timeutil::parse_rfc3339;
+    use std::borrow::Cow;
+
+    /// The daemon admits events up to `max_future_skew_seconds` ahead, so
+    /// the hour ring (1 hour by default) can move past the hour of `now`.
+    /// A later event of `now`'s hour is then in no hour bucket, and the
+    /// SLO of the 1h window must not count its connection either.
+    #[test]
+    fn connection_hours_follow_the_hour_ring() {
+        let p = params(); // hour_ring 1
+        let mut s = ScopeState::new(&p);
+        let mut ahead = ev("2026-11-20T11:00:30Z", None);
+        ahead.connection = Some(Cow::Borrowed("k1"));
+        s.record(&ahead, &p);
+        let mut late = ev("2026-11-20T10:59:00Z", None);
+        late.connection = Some(Cow::Borrowed("k2"));
+        s.record(&late, &p);
+        let now = parse_rfc3339("2026-11-20T10:59:59Z").unwrap();
+        // By hand: the ring holds hour 11 only, so the 1h window at 10:59:59
+        // (hour 10) has no bucket: 0 requests; and so 0 active connections.
+        let requests: u64 = window_buckets(&s, Window::Hours(1), now)
+            .map(|b| b.counts.requests)
+            .sum();
+        assert_eq!(requests, 0);
+        let sample = connection_totals(&[&s], Window::Hours(1), now);
+        assert_eq!(sample.totals.len(), 0, "{:?}", sample.totals);
+        // The day window still has both events and both connections.
+        assert_eq!(
+            connection_totals(&[&s], Window::Days(1), now).totals.len(),
+            2
+        );
+    }
 }

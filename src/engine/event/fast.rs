@@ -1,0 +1,40 @@
+//! The fast path of [`super::parse_value`]: the same document visitor
+//! ([`super::DocSeed`]) driven by `sonic-rs`, a SIMD JSON parser, instead
+//! of `serde_json`.
+//!
+//! Why it gives the same verdicts: the duplicate-key, type and order rules
+//! all live in the shared visitor and in `validate`, which see the same
+//! values from either parser. The parsers differ only in what they refuse,
+//! and any refusal here falls back to the `serde_json` path, which then
+//! gives the exact reason (or reads the document leniently: sonic-rs
+//! refuses a number out of `f64`'s range such as `1e400`). Nesting cannot
+//! part them either: the visitor descends at most three levels (array,
+//! object, field value) and skips anything deeper, which neither parser
+//! limits. Rejections are rare and valid events are the hot path, so a
+//! fallback costs one extra parse of a rejected document only.
+//! `tests/it/decoder.rs` compares both paths on pinned edges and on
+//! generated documents.
+//!
+//! One known difference, in a value and never a verdict: `serde_json`
+//! (without its `float_roundtrip` feature) may round a float of more than
+//! 15 significant digits one unit in the last place off; sonic-rs rounds
+//! correctly (`9007199254740993.0` is ...992 here, ...994 there).
+
+use serde::de::DeserializeSeed;
+
+use super::{Doc, DocSeed};
+
+/// Parses one JSON value with sonic-rs; `None` on any refusal, or when
+/// `bytes` are not UTF-8 (the caller then takes the `serde_json` path,
+/// which finds the events that hold the invalid bytes).
+///
+/// UTF-8 is checked here, not left to sonic-rs: its `Deserializer` checks
+/// only the strings it hands over, so invalid bytes inside a skipped
+/// unknown field would pass (SPEC §2 makes that object `malformed_json`).
+pub(super) fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut de = sonic_rs::Deserializer::from_str(text);
+    let doc = DocSeed { lenient: false }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(doc)
+}
