@@ -235,8 +235,20 @@ fn cfg_uses_dir(cfg: &Config) -> bool {
 
 /// The member's name in the store's `members/` probes.
 fn probe_name(cfg: &Config) -> String {
-    cfg.kafka
+    let name = cfg
+        .kafka
         .group_instance_id
         .clone()
-        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+    // Store keys allow a narrow character set (see `check_key`).
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-=@+,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect()
 }

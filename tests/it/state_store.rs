@@ -15,7 +15,7 @@ use bytes::Bytes;
 use connector_ga_exporter::checkpoint::store::{self, StateStore, StoreError};
 use connector_ga_exporter::config::StateConfig;
 
-use crate::daemon::free_port;
+use crate::harness::free_port;
 
 // ---------------------------------------------------------------------------
 // The suite.
