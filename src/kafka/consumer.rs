@@ -200,8 +200,22 @@ impl Ctx {
             owned.insert(id, task);
         }
         h.tasks.publish(views);
-        h.tasks.set_total(group_tasks(c, &h.cfg.kafka.topics));
+        let total = group_tasks(c, &h.cfg.kafka.topics);
+        h.tasks.set_total(total);
         let n = inner.owned().len();
+        if !h.cfg.kafka.input_keyed_by_connector && n < total {
+            // Without connector-keyed input a connector's events are spread
+            // over every partition: a member owning only some of them shows
+            // a partial view of each connector (SPEC §12 needs the re-key
+            // stage for that, not built yet).
+            tracing::warn!(
+                owned = n,
+                partitions = total,
+                "several members with input not keyed by connector: each member's scopes hold only \
+                 part of their connectors' events; set kafka.input_keyed_by_connector = true \
+                 (producers key by connector) or run one member"
+            );
+        }
         h.metrics.tasks_owned.set(n as i64);
         h.tasks.restored(parts.len());
         tracing::info!(

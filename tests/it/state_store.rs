@@ -575,3 +575,92 @@ fn open_names_the_key_of_a_bad_setting() {
         assert!(e.contains("`state.url`") && e.contains(want), "{url}: {e}");
     }
 }
+
+/// SPEC §12: a member with no local disk restores everything it is
+/// assigned from the object store alone. Member A consumes 30 events
+/// (27 × 200, 3 × 500 without `fault`: connector failures by default) and
+/// drains on SIGTERM, writing its task checkpoints to moto (S3); its
+/// working directory is then deleted. Member B starts in a new empty
+/// directory with the same `state.url` and group: it must show the 30
+/// events at once (restored, not re-read: the group's committed offsets
+/// are past them), then count 5 more exactly once.
+#[test]
+fn member_without_local_disk_restores_from_s3() {
+    use crate::harness::{iso, produce, producer, write_config, DaemonCmd};
+    let Some(moto) = start_moto() else {
+        return;
+    };
+    let r = reqwest::blocking::Client::new()
+        .put(format!("{}/ckpt", moto.base()))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "create bucket: {:?}", r.text());
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 2, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let ev = |i: usize, status: u16| {
+        format!(
+            r#"{{"ts":"{}","connector":"it_s3","status":{status},"user":"u{i}"}}"#,
+            iso(10 + i as i64)
+        )
+    };
+    let first: Vec<String> = (0..30)
+        .map(|i| ev(i, if i % 10 == 0 { 500 } else { 200 }))
+        .collect();
+    let p = producer(&brokers);
+    produce(&p, "ev", &first);
+
+    let mut env: Vec<(String, String)> = moto_env(&moto);
+    env.push((
+        "CONNECTOR_GA__STATE__URL".into(),
+        "s3://ckpt/members".into(),
+    ));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let member = |dir: &Path| {
+        let cfg = write_config(dir, "\n[state]\ncheckpoint_interval_seconds = 1\n");
+        DaemonCmd::new(&brokers)
+            .topic("ev")
+            .group("g-s3")
+            .config(&cfg)
+            .state_dir(&dir.join("unused-state"))
+            .cwd(dir)
+            .envs(&env_refs)
+            .start()
+    };
+    let requests = |d: &crate::harness::Daemon, class: &str| {
+        d.metric(
+            "connector_requests_total",
+            &[
+                ("connector", "it_s3"),
+                ("cloud", "public"),
+                ("class", class),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+
+    let disk_a = tempfile::tempdir().unwrap();
+    let a = member(disk_a.path());
+    a.wait_for(|d| d.events_total("ev") == 30.0, "member A reads 30 events");
+    assert!(a.terminate().success(), "member A drains and exits 0");
+    assert!(
+        !disk_a.path().join("unused-state").join("tasks").exists(),
+        "checkpoints went to the object store, not to the disk"
+    );
+    drop(disk_a);
+
+    let disk_b = tempfile::tempdir().unwrap();
+    let b = member(disk_b.path());
+    b.wait_for(
+        |d| d.events_total("ev") == 30.0,
+        "member B restores 30 events",
+    );
+    assert_eq!(requests(&b, "2xx"), 27.0);
+    assert_eq!(requests(&b, "5xx"), 3.0);
+    let more: Vec<String> = (30..35).map(|i| ev(i, 200)).collect();
+    produce(&p, "ev", &more);
+    b.wait_for(|d| d.events_total("ev") == 35.0, "member B counts 5 more");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(b.events_total("ev"), 35.0);
+    assert_eq!(requests(&b, "2xx"), 32.0);
+}
