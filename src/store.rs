@@ -1,14 +1,7 @@
-//! The engine's state shared between ingesting threads and readers: engines
-//! sharded by connector id, each behind its own mutex.
-//!
-//! Why shards and not one atomic counter per bucket: a scope's state is more
-//! than counters (distinct sets, histograms, per-connection maps), and all of
-//! it must move together to keep an event counted once. Sharding by
-//! connector puts a connector's every cloud (and so its "all" scope) in one
-//! shard; writers on different connectors never meet, and a reader (a
-//! scrape, a snapshot) holds one shard at a time, so ingestion of the other
-//! shards goes on while it reads. The limit: a reader of shard k delays the
-//! writers of shard k for as long as it measures that shard's scopes.
+//! The state of the `report` command (and of the library tests): engines
+//! sharded by connector id, each behind its own mutex, so a file is
+//! ingested by one thread per core. The daemon does not use it: it keeps
+//! one task per partition with a single writer (see `crate::task`).
 
 use std::sync::{Mutex, MutexGuard};
 

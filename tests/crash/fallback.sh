@@ -29,7 +29,12 @@ use_binary
 start_mock 32
 python3 "$HERE/gen_corpus.py" --out "$WORK/corpus.ndjson" --events "$EVENTS" >/dev/null
 N=$(wc -l <"$WORK/corpus.ndjson")
-python3 "$HERE/produce.py" --brokers "$BROKERS" --topic "$TOPIC" --input "$WORK/corpus.ndjson" >/dev/null
+# Two halves: the second is produced once a first checkpoint exists, so
+# every task that gets events after it is checkpointed a second time (only
+# a task that changed is written), however fast the first half is read.
+head -n $(( N / 2 )) "$WORK/corpus.ndjson" >"$WORK/half1.ndjson"
+tail -n +$(( N / 2 + 1 )) "$WORK/corpus.ndjson" >"$WORK/half2.ndjson"
+python3 "$HERE/produce.py" --brokers "$BROKERS" --topic "$TOPIC" --input "$WORK/half1.ndjson" >/dev/null
 cat >"$WORK/config.toml" <<'TOML'
 [kafka.properties]
 "session.timeout.ms" = "3000"
@@ -48,6 +53,13 @@ events_total() {
 }
 
 start 1
+for _ in $(seq 1 3000); do
+    first=$(find "$WORK/state/tasks" -name 'b.ckpt' 2>/dev/null | head -1 || true)
+    [[ -n "$first" ]] && break
+    sleep 0.01
+done
+[[ -n "$first" ]] || fail "no task was checkpointed"
+python3 "$HERE/produce.py" --brokers "$BROKERS" --topic "$TOPIC" --input "$WORK/half2.ndjson" >/dev/null
 for _ in $(seq 1 3000); do
     both=$(find "$WORK/state/tasks" -name 'a.ckpt' -newer "$WORK/config.toml" 2>/dev/null | head -1 || true)
     [[ -n "$both" ]] && break

@@ -376,6 +376,16 @@ def diff(a, b, path, out):
 
 def compare(a_file, b_file):
     a, b = json.load(open(a_file)), json.load(open(b_file))
+    # SPEC §12: the daemon's JSON names the tasks (partitions) it owns;
+    # `report` has no membership. The one member owns every partition.
+    for doc, name in ((a, a_file), (b, b_file)):
+        if "tasks" in doc:
+            parts = doc.pop("tasks")
+            partial = doc.pop("members_partial", None)
+            # run.sh creates the topic with 3 partitions.
+            if partial is not False or parts != [0, 1, 2]:
+                die(f"{name}: tasks {parts}, members_partial {partial}: want [0, 1, 2], false")
+            print(f"{os.path.basename(name)}: owns tasks {parts}, members_partial false")
     out = []
     diff(a, b, "$", out)
     if out:
