@@ -131,14 +131,24 @@ pub fn event_line(rng: &mut Rng, out: &mut Vec<u8>) {
 
 /// Appends one event line of `profile` (with its `\n`) to `out`.
 pub fn event_line_of(profile: Profile, rng: &mut Rng, out: &mut Vec<u8>) {
+    event_line_at(profile, NOW_MS, rng, out);
+}
+
+/// Appends one event line of `profile` whose timestamp falls in the 30 days
+/// before `now_ms` (benchmarks against a daemon that reads the wall clock).
+/// Returns the connector's index in its profile.
+pub fn event_line_at(profile: Profile, now_ms: i64, rng: &mut Rng, out: &mut Vec<u8>) -> u64 {
     let mut name = [0u8; 12];
-    let connector = match profile {
-        Profile::Demo => CONNECTORS[rng.skewed(CONNECTORS.len() as f64, 2) as usize],
+    let (index, connector) = match profile {
+        Profile::Demo => {
+            let i = rng.skewed(CONNECTORS.len() as f64, 2);
+            (i, CONNECTORS[i as usize])
+        }
         Profile::Realistic => {
             let i = rng.skewed(REALISTIC_CONNECTORS as f64, 2);
             let mut w = &mut name[..];
             let _ = write!(w, "shared_c{i:04}");
-            std::str::from_utf8(&name).expect("ASCII")
+            (i, std::str::from_utf8(&name).expect("ASCII"))
         }
     };
     let r = rng.f64();
@@ -182,7 +192,7 @@ pub fn event_line_of(profile: Profile, rng: &mut Rng, out: &mut Vec<u8>) {
         400..=499 if status != 429 && rng.f64() < 0.1 => "\"client\"",
         _ => "null",
     };
-    let ms = NOW_MS - rng.below(30 * 86_400_000) as i64;
+    let ms = now_ms - rng.below(30 * 86_400_000) as i64;
     out.extend_from_slice(b"{\"ts\":");
     if rng.below(100) == 0 {
         let _ = write!(out, "{ms}");
@@ -214,6 +224,7 @@ pub fn event_line_of(profile: Profile, rng: &mut Rng, out: &mut Vec<u8>) {
         out,
         ",\"user\":\"u-{user:x}\",\"connection\":\"c-{conn:x}\",\"operation\":\"{op}\"}}"
     );
+    index
 }
 
 /// `count` events as one NDJSON buffer.

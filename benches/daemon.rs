@@ -1,0 +1,607 @@
+//! The daemon against a tuned bare rdkafka consume loop, both reading the
+//! same topic of one `mock-kafka` process in the same run (issue 8), and the
+//! daemon's ingest rate while a reader renders every scope in a loop.
+//! Run: `cargo bench --bench daemon` (knobs: see `Knobs`).
+//!
+//! - Input: the `realistic` corpus profile (1,000 connectors × 6 clouds,
+//!   200,000 users, 50,000 connections, power-law traffic), keyed by
+//!   connector: each message holds up to 100 NDJSON events of one
+//!   connector, and every connector's messages go to one partition
+//!   (`[kafka] input_keyed_by_connector = true`). Partitions are assigned
+//!   to connectors greedily by their share of traffic, so the busiest
+//!   partition holds as little as the skew allows.
+//! - librdkafka's mock cluster keeps only 5 MiB (and 100,000 messages) per
+//!   partition and silently drops older data: the producer counts bytes per
+//!   partition and refuses to run past 4.5 MiB, and both consumers must read
+//!   every event produced (asserted), or the run is invalid.
+//! - The bare loop: one `BaseConsumer`, `fetch.queue.backoff.ms=1`, a 1 GiB
+//!   fetch queue, counts the events of each payload (its newlines).
+//! - The daemon: `kafka::Consumer::run` (the consumer thread, its tasks and
+//!   its ingest pool, exactly as `run` starts them) with the background
+//!   `/metrics` renderer of `run` beside it; only HTTP is left out. It is
+//!   run in-process rather than as the binary so that its progress can be
+//!   read from the views it publishes (every 500 ms) instead of a scrape,
+//!   and its CPU time is the bench process's.
+//! - Its rate is measured between the first and the last view published
+//!   while it consumes (both steady), so the 500 ms publishing interval does
+//!   not blur it; the wall time from assignment to the view that shows every
+//!   event is printed too.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connector_ga_exporter::checkpoint::store::DirStore;
+use connector_ga_exporter::config::Config;
+use connector_ga_exporter::kafka;
+use connector_ga_exporter::serve::live::Serving;
+use connector_ga_exporter::task::TaskSet;
+use connector_ga_exporter::telemetry::SelfMetrics;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+#[path = "common/corpus.rs"]
+mod corpus;
+
+const TOPIC: &str = "bench";
+/// 10,000 extra scopes (2,000 connectors × 5 clouds) for the reader runs.
+const SEED_TOPIC: &str = "bench-seed";
+const SEED_CONNECTORS: usize = 2_000;
+const SEED_CLOUDS: [&str; 5] = ["public", "gcc", "gcc-high", "dod", "mooncake"];
+/// Below librdkafka's mock partition limit (5 MiB), with room for headers.
+const PARTITION_CAP: u64 = 4_718_592;
+
+/// Environment knobs, with their defaults.
+struct Knobs {
+    /// `CGA_BENCH_EVENTS`: events of the `realistic` topic.
+    events: usize,
+    /// `CGA_BENCH_PARTITIONS`.
+    partitions: i32,
+    /// `CGA_BENCH_PER_MESSAGE`: events per message (most; a connector's
+    /// last message holds the rest).
+    per_message: usize,
+    /// `CGA_BENCH_ROUNDS`: bare loop then daemon, this many times.
+    rounds: usize,
+    /// `CGA_BENCH_COMPRESSION`: the producer's `compression.type`.
+    compression: String,
+    /// `CGA_BENCH_ONLY`: `compare`, `reader` or `daemon` (one daemon run,
+    /// for `perf`); both of the first two when unset.
+    only: Option<String>,
+}
+
+fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+impl Knobs {
+    fn read() -> Knobs {
+        Knobs {
+            events: env("CGA_BENCH_EVENTS", 800_000),
+            partitions: env("CGA_BENCH_PARTITIONS", 128),
+            per_message: env("CGA_BENCH_PER_MESSAGE", 100),
+            rounds: env("CGA_BENCH_ROUNDS", 3),
+            compression: env("CGA_BENCH_COMPRESSION", "none".to_string()),
+            only: std::env::var("CGA_BENCH_ONLY").ok(),
+        }
+    }
+}
+
+/// The `mock-kafka` subcommand of the binary, killed on drop.
+struct MockKafka {
+    child: Child,
+    brokers: String,
+}
+
+impl MockKafka {
+    fn start(topics: &[String]) -> MockKafka {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_connector-ga-exporter"));
+        cmd.arg("mock-kafka");
+        for t in topics {
+            cmd.args(["--topic", t]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start mock-kafka");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("mock-kafka address");
+        let brokers = line.trim().to_string();
+        assert!(!brokers.is_empty(), "mock-kafka printed no address");
+        MockKafka { child, brokers }
+    }
+
+    /// CPU seconds the broker process has used so far.
+    fn cpu(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_default();
+        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / tck)
+    }
+}
+
+impl Drop for MockKafka {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds of this process (every thread).
+fn process_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn producer(brokers: &str, compression: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("compression.type", compression)
+        .create()
+        .expect("producer")
+}
+
+fn send(p: &BaseProducer, topic: &str, partition: i32, key: &[u8], payload: &[u8]) {
+    let mut rec = BaseRecord::to(topic)
+        .partition(partition)
+        .key(key)
+        .payload(payload);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// What was produced to a topic.
+struct Produced {
+    events: u64,
+    messages: u64,
+    bytes: u64,
+    max_partition_bytes: u64,
+}
+
+/// Produces `k.events` realistic events, keyed by connector, messages of
+/// up to `k.per_message` events of one connector.
+fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
+    let p = producer(brokers, &k.compression);
+    let parts = k.partitions as usize;
+    // Connector i's share of traffic is sqrt((i+1)/n) - sqrt(i/n) (the
+    // corpus draws n·u²); the busiest go first to the least loaded partition.
+    let n = corpus::REALISTIC_CONNECTORS as usize;
+    let share = |i: usize| ((i + 1) as f64 / n as f64).sqrt() - (i as f64 / n as f64).sqrt();
+    let mut load = vec![0.0f64; parts];
+    let partition_of: Vec<i32> = (0..n)
+        .map(|i| {
+            let (best, _) = load
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .expect("partitions");
+            load[best] += share(i);
+            best as i32
+        })
+        .collect();
+    let mut rng = corpus::Rng::new(42);
+    let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
+    let mut per_partition = vec![0u64; parts];
+    let mut out = Produced {
+        events: 0,
+        messages: 0,
+        bytes: 0,
+        max_partition_bytes: 0,
+    };
+    let mut line = Vec::with_capacity(256);
+    let uncompressed = k.compression == "none";
+    let mut flush = |i: usize, buf: &mut Vec<u8>, out: &mut Produced| {
+        let part = partition_of[i];
+        let key = format!("shared_c{i:04}");
+        send(&p, TOPIC, part, key.as_bytes(), buf);
+        per_partition[part as usize] += buf.len() as u64;
+        // Compressed batches are stored compressed: there the counts read
+        // back are the check.
+        assert!(
+            !uncompressed || per_partition[part as usize] <= PARTITION_CAP,
+            "partition {part} would pass {PARTITION_CAP} bytes, past which the mock cluster \
+             drops data: lower CGA_BENCH_EVENTS or raise CGA_BENCH_PARTITIONS"
+        );
+        out.messages += 1;
+        out.bytes += buf.len() as u64;
+        buf.clear();
+    };
+    for _ in 0..k.events {
+        line.clear();
+        let i = corpus::event_line_at(corpus::Profile::Realistic, now_ms, &mut rng, &mut line)
+            as usize;
+        let (buf, count) = &mut bufs[i];
+        buf.extend_from_slice(&line);
+        *count += 1;
+        out.events += 1;
+        if *count == k.per_message {
+            *count = 0;
+            flush(i, buf, &mut out);
+        }
+    }
+    for (i, (buf, count)) in bufs.iter_mut().enumerate() {
+        if *count > 0 {
+            flush(i, buf, &mut out);
+        }
+    }
+    p.flush(Duration::from_secs(300)).expect("flush");
+    out.max_partition_bytes = per_partition.iter().copied().max().unwrap_or(0);
+    out
+}
+
+/// 2,000 seed connectors × 5 clouds, one event each: 10,000 scopes for the
+/// reader runs, on their own topic (8 partitions, keyed by connector).
+fn produce_seed(brokers: &str, now_ms: i64) -> u64 {
+    let p = producer(brokers, "none");
+    let mut events = 0;
+    for c in 0..SEED_CONNECTORS {
+        let mut buf = String::new();
+        for (k, cloud) in SEED_CLOUDS.iter().enumerate() {
+            buf.push_str(&format!(
+                "{{\"ts\":{},\"connector\":\"shared_s{c:04}\",\"cloud\":\"{cloud}\",\"status\":200,\
+                 \"latency_ms\":{}.5,\"user\":\"u-{c:x}\",\"connection\":\"c-{k}\"}}\n",
+                now_ms - 3_600_000 * (c as i64 % 48),
+                10 + k
+            ));
+            events += 1;
+        }
+        let key = format!("shared_s{c:04}");
+        send(&p, SEED_TOPIC, (c % 8) as i32, key.as_bytes(), buf.as_bytes());
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+    events
+}
+
+/// One timed consumption.
+struct Run {
+    events: u64,
+    /// Events per second over the measured span.
+    rate: f64,
+    /// The measured span, seconds.
+    secs: f64,
+    /// CPU seconds of this process over that span.
+    cpu: f64,
+    /// CPU seconds of the broker process over that span.
+    broker_cpu: f64,
+}
+
+impl Run {
+    fn per_cpu(&self) -> f64 {
+        self.rate * self.secs / self.cpu
+    }
+}
+
+/// The tuned bare loop: poll, count each payload's events, nothing else.
+fn bare_loop(mock: &MockKafka, expect_events: u64, expect_messages: u64, group: &str) -> Run {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &mock.brokers)
+        .set("group.id", group)
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", "1")
+        .set("queued.max.messages.kbytes", "1048576")
+        .set("queued.min.messages", "1000000")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[TOPIC]).expect("subscribe");
+    let (mut events, mut messages) = (0u64, 0u64);
+    let mut start = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while messages < expect_messages {
+        assert!(
+            Instant::now() < deadline,
+            "bare loop read {messages} of {expect_messages} messages in 300 s: run invalid"
+        );
+        if let Some(r) = c.poll(Duration::from_millis(100)) {
+            let m = r.expect("poll");
+            // The clock starts at the first message: group join excluded.
+            start.get_or_insert_with(|| (Instant::now(), process_cpu(), mock.cpu()));
+            let p = m.payload().unwrap_or(&[]);
+            events += p.iter().filter(|&&b| b == b'\n').count() as u64;
+            messages += 1;
+        }
+    }
+    let (t, cpu, bcpu) = start.expect("read something");
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(
+        events, expect_events,
+        "bare loop read {events} events of {expect_events}: run invalid"
+    );
+    Run {
+        events,
+        rate: events as f64 / secs,
+        secs,
+        cpu: process_cpu() - cpu,
+        broker_cpu: mock.cpu() - bcpu,
+    }
+}
+
+/// What a daemon run saw besides its rate.
+struct DaemonRun {
+    run: Run,
+    /// From assignment to the view showing every event.
+    total_secs: f64,
+    rejected: u64,
+    scopes: usize,
+    /// Renderings the reader finished, and their mean time.
+    renders: u64,
+    render_ms: f64,
+}
+
+/// The daemon's consumer (and background renderer) on `topics` until the
+/// views show `expect` events read; `reader`: one more thread renders
+/// `/metrics` and `/api/v1/criteria` of every scope in a loop meanwhile.
+fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: bool) -> DaemonRun {
+    let mut cfg = Config::from_toml("[kafka]\ninput_keyed_by_connector = true").expect("config");
+    cfg.kafka.brokers = mock.brokers.clone();
+    cfg.kafka.topics = topics.iter().map(|t| t.to_string()).collect();
+    cfg.kafka.group_id = group.into();
+    for kv in std::env::var("CGA_BENCH_PROPS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').expect("CGA_BENCH_PROPS: key=value,...");
+        cfg.kafka.properties.insert(k.into(), v.into());
+    }
+    cfg.kafka.workers = env("CGA_BENCH_WORKERS", cfg.kafka.workers);
+    cfg.state.dir = std::env::temp_dir().join(format!("cga-bench-{}-{group}", std::process::id()));
+    let dir = cfg.state.dir.clone();
+    let cfg = Arc::new(cfg);
+    let tasks = Arc::new(TaskSet::new(&cfg));
+    let stop = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(SelfMetrics::new());
+    let serving = Arc::new(Serving::new(
+        Arc::clone(&cfg),
+        Arc::clone(&tasks),
+        Arc::clone(&metrics),
+        Arc::clone(&stop),
+    ));
+    let consumer = kafka::Consumer::new(kafka::KafkaHandle {
+        cfg: Arc::clone(&cfg),
+        tasks: Arc::clone(&tasks),
+        metrics,
+        store: Arc::new(DirStore::new(&dir).expect("state dir")),
+        stop: Arc::clone(&stop),
+    })
+    .expect("consumer");
+    let consumer = std::thread::spawn(move || consumer.run());
+    let renderer = {
+        let s = Arc::clone(&serving);
+        std::thread::spawn(move || s.render_loop())
+    };
+    let renders = Arc::new(AtomicU64::new(0));
+    let render_ns = Arc::new(AtomicU64::new(0));
+    let reader = reader.then(|| {
+        let (s, stop, n, ns) = (
+            Arc::clone(&serving),
+            Arc::clone(&stop),
+            Arc::clone(&renders),
+            Arc::clone(&render_ns),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let r = s.render_metrics();
+                std::hint::black_box(&r.criteria);
+                n.fetch_add(1, Ordering::Relaxed);
+                ns.fetch_add(r.took.as_nanos() as u64, Ordering::Relaxed);
+            }
+        })
+    });
+    let read = || tasks.events_read().values().sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !tasks.is_ready() {
+        assert!(Instant::now() < deadline, "no assignment");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let assigned = Instant::now();
+    // Views as they are published: (when, events read, CPU, broker CPU).
+    let mut seen: Vec<(Instant, u64, f64, f64)> = Vec::new();
+    let mut last = 0;
+    while last < expect {
+        assert!(
+            Instant::now() < deadline,
+            "daemon read {last} of {expect} events in 600 s: run invalid"
+        );
+        let v = read();
+        if v != last {
+            seen.push((Instant::now(), v, process_cpu(), mock.cpu()));
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let total_secs = assigned.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Release);
+    consumer.join().expect("consumer thread").expect("consumer");
+    let _ = renderer.join();
+    if let Some(r) = reader {
+        r.join().expect("reader");
+    }
+    assert_eq!(read(), expect, "daemon read more events than produced: run invalid");
+    let rejected = tasks.rejected().total();
+    let scopes = tasks.scope_count();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Steady span: first view with events to the last one before all were
+    // read (the views between were published while it consumed).
+    let first = seen.first().expect("a view");
+    let end = if seen.len() >= 3 {
+        &seen[seen.len() - 2]
+    } else {
+        seen.last().expect("a view")
+    };
+    let secs = end.0.duration_since(first.0).as_secs_f64();
+    let (secs, events) = if secs > 0.0 {
+        (secs, end.1 - first.1)
+    } else {
+        (total_secs, expect)
+    };
+    let n = renders.load(Ordering::Relaxed);
+    DaemonRun {
+        run: Run {
+            events,
+            rate: events as f64 / secs,
+            secs,
+            cpu: end.2 - first.2,
+            broker_cpu: end.3 - first.3,
+        },
+        total_secs,
+        rejected,
+        scopes,
+        renders: n,
+        render_ms: render_ns.load(Ordering::Relaxed) as f64 / 1e6 / n.max(1) as f64,
+    }
+}
+
+fn print_run(what: &str, r: &Run) {
+    println!(
+        "  {what:<34} {:>10.0} events/s over {:>5.2} s ({} events); {:>10.0} events per CPU-s \
+         (this process {:.2} CPU-s, broker {:.2})",
+        r.rate,
+        r.secs,
+        r.events,
+        r.per_cpu(),
+        r.cpu,
+        r.broker_cpu
+    );
+}
+
+fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
+    let mut ratios = Vec::new();
+    for round in 0..k.rounds {
+        println!("round {}:", round + 1);
+        let bare = bare_loop(
+            mock,
+            realistic.events,
+            realistic.messages,
+            &format!("bare-{round}"),
+        );
+        print_run("bare rdkafka loop", &bare);
+        let d = daemon(
+            mock,
+            &[TOPIC],
+            realistic.events,
+            &format!("daemon-{round}"),
+            false,
+        );
+        print_run("daemon (consumer + tasks + pool)", &d.run);
+        println!(
+            "  daemon: {:.2} s from assignment to the view of all {} events; {} rejected; {} scopes",
+            d.total_secs, realistic.events, d.rejected, d.scopes
+        );
+        assert_eq!(d.rejected, 0, "every corpus event is valid and recent");
+        let ratio = d.run.rate / bare.rate;
+        let cpu_ratio = d.run.per_cpu() / bare.per_cpu();
+        println!("  ratio daemon/bare: {ratio:.2} (per CPU-s {cpu_ratio:.2})");
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "ratio daemon/bare over {} rounds: min {:.2} median {:.2} max {:.2}",
+        ratios.len(),
+        ratios[0],
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() - 1]
+    );
+}
+
+fn reader_runs(mock: &MockKafka, k: &Knobs, realistic: &Produced, seed: u64) {
+    let expect = realistic.events + seed;
+    for round in 0..k.rounds {
+        println!("reader round {}:", round + 1);
+        let mut rates = [0.0; 2];
+        for (j, with) in [false, true].into_iter().enumerate() {
+            let d = daemon(
+                mock,
+                &[TOPIC, SEED_TOPIC],
+                expect,
+                &format!("reader-{round}-{with}"),
+                with,
+            );
+            let what = if with {
+                "daemon, reader rendering in a loop"
+            } else {
+                "daemon, no reader"
+            };
+            print_run(what, &d.run);
+            if with {
+                println!(
+                    "  reader: {} renderings of /metrics + /api/v1/criteria, {:.0} ms each on average; {} scopes at the end",
+                    d.renders, d.render_ms, d.scopes
+                );
+            }
+            rates[j] = d.run.rate;
+        }
+        println!(
+            "  ingest rate with the reader / without: {:.2}",
+            rates[1] / rates[0]
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let k = Knobs::read();
+    let mock = MockKafka::start(&[
+        format!("{TOPIC}:{}", k.partitions),
+        format!("{SEED_TOPIC}:8"),
+    ]);
+    let now_ms = connector_ga_exporter::app::wall_clock() / 1000;
+    let t = Instant::now();
+    let realistic = produce_realistic(&mock.brokers, &k, now_ms);
+    println!(
+        "produced {} realistic events in {} messages ({} B, {:.0} B/event, compression {}) to {} \
+         partitions, busiest {:.2} MiB, in {:.1} s; mock-kafka at {}",
+        realistic.events,
+        realistic.messages,
+        realistic.bytes,
+        realistic.bytes as f64 / realistic.events as f64,
+        k.compression,
+        k.partitions,
+        realistic.max_partition_bytes as f64 / 1048576.0,
+        t.elapsed().as_secs_f64(),
+        mock.brokers
+    );
+    match k.only.as_deref() {
+        Some("daemon") => {
+            let d = daemon(&mock, &[TOPIC], realistic.events, "daemon-only", false);
+            print_run("daemon (consumer + tasks + pool)", &d.run);
+        }
+        Some("compare") => compare(&mock, &k, &realistic),
+        Some("reader") => {
+            let seed = produce_seed(&mock.brokers, now_ms);
+            reader_runs(&mock, &k, &realistic, seed);
+        }
+        _ => {
+            compare(&mock, &k, &realistic);
+            let seed = produce_seed(&mock.brokers, now_ms);
+            reader_runs(&mock, &k, &realistic, seed);
+        }
+    }
+}
