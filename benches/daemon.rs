@@ -35,9 +35,11 @@ use std::time::{Duration, Instant};
 
 use connector_ga_exporter::checkpoint::store::DirStore;
 use connector_ga_exporter::config::Config;
+use connector_ga_exporter::engine::event;
+use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::kafka;
 use connector_ga_exporter::serve::live::Serving;
-use connector_ga_exporter::task::TaskSet;
+use connector_ga_exporter::task::{Task, TaskId, TaskSet};
 use connector_ga_exporter::telemetry::SelfMetrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -175,6 +177,8 @@ fn send(p: &BaseProducer, topic: &str, partition: i32, key: &[u8], payload: &[u8
 
 /// What was produced to a topic.
 struct Produced {
+    /// (partition, payload) of every message, for the engine-only pass.
+    messages_kept: Vec<(i32, Vec<u8>)>,
     events: u64,
     messages: u64,
     bytes: u64,
@@ -206,6 +210,7 @@ fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
     let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
     let mut per_partition = vec![0u64; parts];
     let mut out = Produced {
+        messages_kept: Vec::new(),
         events: 0,
         messages: 0,
         bytes: 0,
@@ -227,7 +232,7 @@ fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
         );
         out.messages += 1;
         out.bytes += buf.len() as u64;
-        buf.clear();
+        out.messages_kept.push((part, std::mem::take(buf)));
     };
     for _ in 0..k.events {
         line.clear();
@@ -345,18 +350,26 @@ struct DaemonRun {
     run: Run,
     /// From assignment to the view showing every event.
     total_secs: f64,
+    /// CPU seconds of this process over `total_secs`.
+    total_cpu: f64,
     rejected: u64,
     scopes: usize,
     /// Renderings the reader finished, and their mean time.
     renders: u64,
     render_ms: f64,
+    /// Size of the reader's last `/metrics` text.
+    render_bytes: u64,
 }
 
 /// The daemon's consumer (and background renderer) on `topics` until the
 /// views show `expect` events read; `reader`: one more thread renders
 /// `/metrics` and `/api/v1/criteria` of every scope in a loop meanwhile.
 fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: bool) -> DaemonRun {
-    let mut cfg = Config::from_toml("[kafka]\ninput_keyed_by_connector = true").expect("config");
+    // Room for the seed topic's 10,000 scopes beside the realistic ones.
+    let mut cfg = Config::from_toml(
+        "[kafka]\ninput_keyed_by_connector = true\n[state]\nmax_series = 20000",
+    )
+    .expect("config");
     cfg.kafka.brokers = mock.brokers.clone();
     cfg.kafka.topics = topics.iter().map(|t| t.to_string()).collect();
     cfg.kafka.group_id = group.into();
@@ -396,17 +409,28 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
     };
     let renders = Arc::new(AtomicU64::new(0));
     let render_ns = Arc::new(AtomicU64::new(0));
+    let render_bytes = Arc::new(AtomicU64::new(0));
     let reader = reader.then(|| {
-        let (s, stop, n, ns) = (
+        let (s, stop, n, ns, bytes) = (
             Arc::clone(&serving),
             Arc::clone(&stop),
             Arc::clone(&renders),
             Arc::clone(&render_ns),
+            Arc::clone(&render_bytes),
         );
+        let ready = Arc::clone(&tasks);
         std::thread::spawn(move || {
+            // Renders of a member still empty do not count: start once the
+            // seed topic's 10,000 scopes are published.
+            while ready.scope_count() < SEED_CONNECTORS * SEED_CLOUDS.len()
+                && !stop.load(Ordering::Acquire)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             while !stop.load(Ordering::Acquire) {
                 let r = s.render_metrics();
                 std::hint::black_box(&r.criteria);
+                bytes.store(r.text.len() as u64, Ordering::Relaxed);
                 n.fetch_add(1, Ordering::Relaxed);
                 ns.fetch_add(r.took.as_nanos() as u64, Ordering::Relaxed);
             }
@@ -419,6 +443,7 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
         std::thread::sleep(Duration::from_millis(1));
     }
     let assigned = Instant::now();
+    let assigned_cpu = process_cpu();
     // Views as they are published: (when, events read, CPU, broker CPU).
     let mut seen: Vec<(Instant, u64, f64, f64)> = Vec::new();
     let mut last = 0;
@@ -435,15 +460,17 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
         std::thread::sleep(Duration::from_millis(1));
     }
     let total_secs = assigned.elapsed().as_secs_f64();
+    let total_cpu = process_cpu() - assigned_cpu;
+    // Read before stopping: a closing consumer gives its tasks up.
+    assert_eq!(last, expect, "daemon read more events than produced: run invalid");
+    let rejected = tasks.rejected().total();
+    let scopes = tasks.scope_count();
     stop.store(true, Ordering::Release);
     consumer.join().expect("consumer thread").expect("consumer");
     let _ = renderer.join();
     if let Some(r) = reader {
         r.join().expect("reader");
     }
-    assert_eq!(read(), expect, "daemon read more events than produced: run invalid");
-    let rejected = tasks.rejected().total();
-    let scopes = tasks.scope_count();
     let _ = std::fs::remove_dir_all(&dir);
     // Steady span: first view with events to the last one before all were
     // read (the views between were published while it consumed).
@@ -469,10 +496,52 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
             broker_cpu: end.3 - first.3,
         },
         total_secs,
+        total_cpu,
         rejected,
         scopes,
         renders: n,
         render_ms: render_ns.load(Ordering::Relaxed) as f64 / 1e6 / n.max(1) as f64,
+        render_bytes: render_bytes.load(Ordering::Relaxed),
+    }
+}
+
+/// The same payloads decoded and ingested on this thread alone into one
+/// task per partition, no Kafka, no batches, no pool: the CPU the daemon
+/// cannot avoid per event.
+fn engine_only(msgs: &[(i32, Vec<u8>)], partitions: i32, expect: u64) -> Run {
+    let cfg = Config::from_toml("[kafka]\ninput_keyed_by_connector = true").expect("config");
+    let set = TaskSet::new(&cfg);
+    let mut tasks: Vec<Task> = (0..partitions)
+        .map(|p| Task::new(TaskId::new(TOPIC, p)))
+        .collect();
+    let now = connector_ga_exporter::app::wall_clock();
+    let adm = Admission::daemon_at(
+        now,
+        cfg.criteria.retention_days,
+        cfg.criteria.max_future_skew_seconds,
+    );
+    let (t, cpu) = (Instant::now(), process_cpu());
+    let (mut events, mut bad) = (0u64, 0u64);
+    for (p, payload) in msgs {
+        let task = &mut tasks[*p as usize];
+        events += event::decode_payload_raw(payload, |r, _, _| match r {
+            Ok(ev) => {
+                if task.ingest(&ev, &adm, set.params(), set.budget()).is_err() {
+                    bad += 1;
+                }
+            }
+            Err(_) => bad += 1,
+        });
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = process_cpu() - cpu;
+    assert_eq!((events, bad), (expect, 0), "engine-only pass");
+    Run {
+        events,
+        rate: events as f64 / secs,
+        secs,
+        cpu,
+        broker_cpu: 0.0,
     }
 }
 
@@ -508,11 +577,29 @@ fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
             false,
         );
         print_run("daemon (consumer + tasks + pool)", &d.run);
+        let whole = realistic.events as f64 / d.total_secs;
         println!(
-            "  daemon: {:.2} s from assignment to the view of all {} events; {} rejected; {} scopes",
-            d.total_secs, realistic.events, d.rejected, d.scopes
+            "  daemon: {:.2} s from assignment to the view of all {} events ({:.0} events/s,              ratio {:.2}; the view lags up to 0.6 s); {} rejected; {} scopes",
+            d.total_secs,
+            realistic.events,
+            whole,
+            whole / bare.rate,
+            d.rejected,
+            d.scopes
         );
         assert_eq!(d.rejected, 0, "every corpus event is valid and recent");
+        let eng = engine_only(&realistic.messages_kept, k.partitions, realistic.events);
+        print_run("engine only (decode+ingest, 1 thread)", &eng);
+        // CPU per event: what the daemon spends beyond fetching (the bare
+        // loop's) and decode + aggregate (the engine-only pass's).
+        let us = |r: &Run| 1e6 / r.per_cpu();
+        println!(
+            "  CPU per event: daemon {:.2} µs = bare fetch {:.2} + decode+aggregate {:.2} + pipeline {:.2}",
+            us(&d.run),
+            us(&bare),
+            us(&eng),
+            us(&d.run) - us(&bare) - us(&eng)
+        );
         let ratio = d.run.rate / bare.rate;
         let cpu_ratio = d.run.per_cpu() / bare.per_cpu();
         println!("  ratio daemon/bare: {ratio:.2} (per CPU-s {cpu_ratio:.2})");
@@ -547,10 +634,11 @@ fn reader_runs(mock: &MockKafka, k: &Knobs, realistic: &Produced, seed: u64) {
                 "daemon, no reader"
             };
             print_run(what, &d.run);
+            assert_eq!(d.rejected, 0, "every event is valid, recent and within max_series");
             if with {
                 println!(
-                    "  reader: {} renderings of /metrics + /api/v1/criteria, {:.0} ms each on average; {} scopes at the end",
-                    d.renders, d.render_ms, d.scopes
+                    "  reader: {} renderings of /metrics + /api/v1/criteria ({:.1} MB text), {:.0} ms each on average; {} scopes at the end",
+                    d.renders, d.render_bytes as f64 / 1e6, d.render_ms, d.scopes
                 );
             }
             rates[j] = d.run.rate;
@@ -590,8 +678,64 @@ fn main() {
     );
     match k.only.as_deref() {
         Some("daemon") => {
-            let d = daemon(&mock, &[TOPIC], realistic.events, "daemon-only", false);
-            print_run("daemon (consumer + tasks + pool)", &d.run);
+            // For `perf record -p`: rounds of the daemon alone.
+            println!("daemon only, pid {}", std::process::id());
+            // A/B: odd rounds run with the environment of variant B
+            // (`CGA_BENCH_B=KEY=VALUE;...`), even rounds without it.
+            let b: Vec<(String, String)> = std::env::var("CGA_BENCH_B")
+                .unwrap_or_default()
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let a: Vec<(String, Option<String>)> = b
+                .iter()
+                .map(|(k, _)| (k.clone(), std::env::var(k).ok()))
+                .collect();
+            let mut per = [Vec::new(), Vec::new()];
+            for round in 0..k.rounds {
+                let variant = round % 2;
+                for (key, v) in &a {
+                    match (variant, v) {
+                        (0, Some(v)) => std::env::set_var(key, v),
+                        (0, None) => std::env::remove_var(key),
+                        _ => {}
+                    }
+                }
+                if variant == 1 {
+                    for (key, v) in &b {
+                        std::env::set_var(key, v);
+                    }
+                }
+                let d = daemon(
+                    &mock,
+                    &[TOPIC],
+                    realistic.events,
+                    &format!("daemon-only-{round}"),
+                    false,
+                );
+                print_run(if variant == 0 { "daemon, A" } else { "daemon, B" }, &d.run);
+                let whole = realistic.events as f64 / d.total_cpu;
+                println!(
+                    "    assignment to all-read view: {:.2} s, {:.2} CPU-s, {:.0} events per CPU-s",
+                    d.total_secs, d.total_cpu, whole
+                );
+                per[variant].push((d.run.rate, whole));
+            }
+            for (name, v) in ["A", "B"].iter().zip(&mut per) {
+                if v.is_empty() {
+                    continue;
+                }
+                v.sort_by(|x, y| x.1.total_cmp(&y.1));
+                let mut rates: Vec<f64> = v.iter().map(|x| x.0).collect();
+                rates.sort_by(f64::total_cmp);
+                println!(
+                    "{name}: median {:.0} events/s (steady span), median {:.0} events per CPU-s (assignment to all read) ({} rounds)",
+                    rates[rates.len() / 2],
+                    v[v.len() / 2].1,
+                    v.len()
+                );
+            }
         }
         Some("compare") => compare(&mock, &k, &realistic),
         Some("reader") => {
