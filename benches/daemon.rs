@@ -76,7 +76,10 @@ struct Knobs {
 }
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 impl Knobs {
@@ -105,7 +108,10 @@ impl MockKafka {
         for t in topics {
             cmd.args(["--topic", t]);
         }
-        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start mock-kafka");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start mock-kafka");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -117,8 +123,8 @@ impl MockKafka {
 
     /// CPU seconds the broker process has used so far.
     fn cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the `(comm)`: utime and stime are the 12th and 13th.
         let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
         let f: Vec<f64> = rest
@@ -236,8 +242,8 @@ fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
     };
     for _ in 0..k.events {
         line.clear();
-        let i = corpus::event_line_at(corpus::Profile::Realistic, now_ms, &mut rng, &mut line)
-            as usize;
+        let i =
+            corpus::event_line_at(corpus::Profile::Realistic, now_ms, &mut rng, &mut line) as usize;
         let (buf, count) = &mut bufs[i];
         buf.extend_from_slice(&line);
         *count += 1;
@@ -274,7 +280,13 @@ fn produce_seed(brokers: &str, now_ms: i64) -> u64 {
             events += 1;
         }
         let key = format!("shared_s{c:04}");
-        send(&p, SEED_TOPIC, (c % 8) as i32, key.as_bytes(), buf.as_bytes());
+        send(
+            &p,
+            SEED_TOPIC,
+            (c % 8) as i32,
+            key.as_bytes(),
+            buf.as_bytes(),
+        );
     }
     p.flush(Duration::from_secs(60)).expect("flush");
     events
@@ -366,10 +378,9 @@ struct DaemonRun {
 /// `/metrics` and `/api/v1/criteria` of every scope in a loop meanwhile.
 fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: bool) -> DaemonRun {
     // Room for the seed topic's 10,000 scopes beside the realistic ones.
-    let mut cfg = Config::from_toml(
-        "[kafka]\ninput_keyed_by_connector = true\n[state]\nmax_series = 20000",
-    )
-    .expect("config");
+    let mut cfg =
+        Config::from_toml("[kafka]\ninput_keyed_by_connector = true\n[state]\nmax_series = 20000")
+            .expect("config");
     cfg.kafka.brokers = mock.brokers.clone();
     cfg.kafka.topics = topics.iter().map(|t| t.to_string()).collect();
     cfg.kafka.group_id = group.into();
@@ -403,10 +414,14 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
     })
     .expect("consumer");
     let consumer = std::thread::spawn(move || consumer.run());
-    let renderer = {
-        let s = Arc::clone(&serving);
-        std::thread::spawn(move || s.render_loop())
-    };
+    // `CGA_BENCH_NO_RENDERER=1` leaves `run`'s background renderer out (to
+    // measure what it costs, in the A/B mode).
+    let renderer = std::env::var_os("CGA_BENCH_NO_RENDERER")
+        .is_none()
+        .then(|| {
+            let s = Arc::clone(&serving);
+            std::thread::spawn(move || s.render_loop())
+        });
     let renders = Arc::new(AtomicU64::new(0));
     let render_ns = Arc::new(AtomicU64::new(0));
     let render_bytes = Arc::new(AtomicU64::new(0));
@@ -462,12 +477,17 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
     let total_secs = assigned.elapsed().as_secs_f64();
     let total_cpu = process_cpu() - assigned_cpu;
     // Read before stopping: a closing consumer gives its tasks up.
-    assert_eq!(last, expect, "daemon read more events than produced: run invalid");
+    assert_eq!(
+        last, expect,
+        "daemon read more events than produced: run invalid"
+    );
     let rejected = tasks.rejected().total();
     let scopes = tasks.scope_count();
     stop.store(true, Ordering::Release);
     consumer.join().expect("consumer thread").expect("consumer");
-    let _ = renderer.join();
+    if let Some(r) = renderer {
+        let _ = r.join();
+    }
     if let Some(r) = reader {
         r.join().expect("reader");
     }
@@ -579,7 +599,7 @@ fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
         print_run("daemon (consumer + tasks + pool)", &d.run);
         let whole = realistic.events as f64 / d.total_secs;
         println!(
-            "  daemon: {:.2} s from assignment to the view of all {} events ({:.0} events/s,              ratio {:.2}; the view lags up to 0.6 s); {} rejected; {} scopes",
+            "  daemon: {:.2} s from assignment to the view of all {} events ({:.0} events/s, ratio {:.2}; the view lags up to 0.6 s); {} rejected; {} scopes",
             d.total_secs,
             realistic.events,
             whole,
@@ -634,7 +654,10 @@ fn reader_runs(mock: &MockKafka, k: &Knobs, realistic: &Produced, seed: u64) {
                 "daemon, no reader"
             };
             print_run(what, &d.run);
-            assert_eq!(d.rejected, 0, "every event is valid, recent and within max_series");
+            assert_eq!(
+                d.rejected, 0,
+                "every event is valid, recent and within max_series"
+            );
             if with {
                 println!(
                     "  reader: {} renderings of /metrics + /api/v1/criteria ({:.1} MB text), {:.0} ms each on average; {} scopes at the end",
@@ -714,7 +737,14 @@ fn main() {
                     &format!("daemon-only-{round}"),
                     false,
                 );
-                print_run(if variant == 0 { "daemon, A" } else { "daemon, B" }, &d.run);
+                print_run(
+                    if variant == 0 {
+                        "daemon, A"
+                    } else {
+                        "daemon, B"
+                    },
+                    &d.run,
+                );
                 let whole = realistic.events as f64 / d.total_cpu;
                 println!(
                     "    assignment to all-read view: {:.2} s, {:.2} CPU-s, {:.0} events per CPU-s",
