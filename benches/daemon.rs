@@ -27,52 +27,47 @@
 //!   not blur it; the wall time from assignment to the view that shows every
 //!   event is printed too.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connector_ga_exporter::checkpoint::store::DirStore;
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::engine::event;
-use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::kafka;
 use connector_ga_exporter::serve::live::Serving;
-use connector_ga_exporter::task::{Task, TaskId, TaskSet};
+use connector_ga_exporter::task::TaskSet;
 use connector_ga_exporter::telemetry::SelfMetrics;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+#[path = "common/baselines.rs"]
+mod baselines;
 #[path = "common/corpus.rs"]
 mod corpus;
+#[path = "common/feed.rs"]
+mod feed;
 
-const TOPIC: &str = "bench";
-/// 10,000 extra scopes (2,000 connectors × 5 clouds) for the reader runs.
-const SEED_TOPIC: &str = "bench-seed";
-const SEED_CONNECTORS: usize = 2_000;
-const SEED_CLOUDS: [&str; 5] = ["public", "gcc", "gcc-high", "dod", "mooncake"];
-/// Below librdkafka's mock partition limit (5 MiB), with room for headers.
-const PARTITION_CAP: u64 = 4_718_592;
+use baselines::{bare_loop, engine_only, print_run, Run};
+
+use feed::{
+    process_cpu, produce_realistic, produce_seed, MockKafka, Produced, SEED_CLOUDS,
+    SEED_CONNECTORS, SEED_TOPIC, TOPIC,
+};
 
 /// Environment knobs, with their defaults.
-struct Knobs {
+pub struct Knobs {
     /// `CGA_BENCH_EVENTS`: events of the `realistic` topic.
-    events: usize,
+    pub events: usize,
     /// `CGA_BENCH_PARTITIONS`.
-    partitions: i32,
+    pub partitions: i32,
     /// `CGA_BENCH_PER_MESSAGE`: events per message (most; a connector's
     /// last message holds the rest).
-    per_message: usize,
+    pub per_message: usize,
     /// `CGA_BENCH_ROUNDS`: bare loop then daemon, this many times.
-    rounds: usize,
+    pub rounds: usize,
     /// `CGA_BENCH_COMPRESSION`: the producer's `compression.type`.
-    compression: String,
+    pub compression: String,
     /// `CGA_BENCH_ONLY`: `compare`, `reader` or `daemon` (one daemon run,
     /// for `perf`); both of the first two when unset.
-    only: Option<String>,
+    pub only: Option<String>,
 }
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
@@ -92,268 +87,6 @@ impl Knobs {
             compression: env("CGA_BENCH_COMPRESSION", "none".to_string()),
             only: std::env::var("CGA_BENCH_ONLY").ok(),
         }
-    }
-}
-
-/// The `mock-kafka` subcommand of the binary, killed on drop.
-struct MockKafka {
-    child: Child,
-    brokers: String,
-}
-
-impl MockKafka {
-    fn start(topics: &[String]) -> MockKafka {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_connector-ga-exporter"));
-        cmd.arg("mock-kafka");
-        for t in topics {
-            cmd.args(["--topic", t]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start mock-kafka");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("mock-kafka address");
-        let brokers = line.trim().to_string();
-        assert!(!brokers.is_empty(), "mock-kafka printed no address");
-        MockKafka { child, brokers }
-    }
-
-    /// CPU seconds the broker process has used so far.
-    fn cpu(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
-        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-        let f: Vec<f64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0.0))
-            .collect();
-        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / tck)
-    }
-}
-
-impl Drop for MockKafka {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CPU seconds of this process (every thread).
-fn process_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-fn producer(brokers: &str, compression: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "2097151")
-        .set("compression.type", compression)
-        .create()
-        .expect("producer")
-}
-
-fn send(p: &BaseProducer, topic: &str, partition: i32, key: &[u8], payload: &[u8]) {
-    let mut rec = BaseRecord::to(topic)
-        .partition(partition)
-        .key(key)
-        .payload(payload);
-    loop {
-        match p.send(rec) {
-            Ok(()) => return,
-            Err((_, r)) => {
-                rec = r;
-                p.poll(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-/// What was produced to a topic.
-struct Produced {
-    /// (partition, payload) of every message, for the engine-only pass.
-    messages_kept: Vec<(i32, Vec<u8>)>,
-    events: u64,
-    messages: u64,
-    bytes: u64,
-    max_partition_bytes: u64,
-}
-
-/// Produces `k.events` realistic events, keyed by connector, messages of
-/// up to `k.per_message` events of one connector.
-fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
-    let p = producer(brokers, &k.compression);
-    let parts = k.partitions as usize;
-    // Connector i's share of traffic is sqrt((i+1)/n) - sqrt(i/n) (the
-    // corpus draws n·u²); the busiest go first to the least loaded partition.
-    let n = corpus::REALISTIC_CONNECTORS as usize;
-    let share = |i: usize| ((i + 1) as f64 / n as f64).sqrt() - (i as f64 / n as f64).sqrt();
-    let mut load = vec![0.0f64; parts];
-    let partition_of: Vec<i32> = (0..n)
-        .map(|i| {
-            let (best, _) = load
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .expect("partitions");
-            load[best] += share(i);
-            best as i32
-        })
-        .collect();
-    let mut rng = corpus::Rng::new(42);
-    let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
-    let mut per_partition = vec![0u64; parts];
-    let mut out = Produced {
-        messages_kept: Vec::new(),
-        events: 0,
-        messages: 0,
-        bytes: 0,
-        max_partition_bytes: 0,
-    };
-    let mut line = Vec::with_capacity(256);
-    let uncompressed = k.compression == "none";
-    let mut flush = |i: usize, buf: &mut Vec<u8>, out: &mut Produced| {
-        let part = partition_of[i];
-        let key = format!("shared_c{i:04}");
-        send(&p, TOPIC, part, key.as_bytes(), buf);
-        per_partition[part as usize] += buf.len() as u64;
-        // Compressed batches are stored compressed: there the counts read
-        // back are the check.
-        assert!(
-            !uncompressed || per_partition[part as usize] <= PARTITION_CAP,
-            "partition {part} would pass {PARTITION_CAP} bytes, past which the mock cluster \
-             drops data: lower CGA_BENCH_EVENTS or raise CGA_BENCH_PARTITIONS"
-        );
-        out.messages += 1;
-        out.bytes += buf.len() as u64;
-        out.messages_kept.push((part, std::mem::take(buf)));
-    };
-    for _ in 0..k.events {
-        line.clear();
-        let i =
-            corpus::event_line_at(corpus::Profile::Realistic, now_ms, &mut rng, &mut line) as usize;
-        let (buf, count) = &mut bufs[i];
-        buf.extend_from_slice(&line);
-        *count += 1;
-        out.events += 1;
-        if *count == k.per_message {
-            *count = 0;
-            flush(i, buf, &mut out);
-        }
-    }
-    for (i, (buf, count)) in bufs.iter_mut().enumerate() {
-        if *count > 0 {
-            flush(i, buf, &mut out);
-        }
-    }
-    p.flush(Duration::from_secs(300)).expect("flush");
-    out.max_partition_bytes = per_partition.iter().copied().max().unwrap_or(0);
-    out
-}
-
-/// 2,000 seed connectors × 5 clouds, one event each: 10,000 scopes for the
-/// reader runs, on their own topic (8 partitions, keyed by connector).
-fn produce_seed(brokers: &str, now_ms: i64) -> u64 {
-    let p = producer(brokers, "none");
-    let mut events = 0;
-    for c in 0..SEED_CONNECTORS {
-        let mut buf = String::new();
-        for (k, cloud) in SEED_CLOUDS.iter().enumerate() {
-            buf.push_str(&format!(
-                "{{\"ts\":{},\"connector\":\"shared_s{c:04}\",\"cloud\":\"{cloud}\",\"status\":200,\
-                 \"latency_ms\":{}.5,\"user\":\"u-{c:x}\",\"connection\":\"c-{k}\"}}\n",
-                now_ms - 3_600_000 * (c as i64 % 48),
-                10 + k
-            ));
-            events += 1;
-        }
-        let key = format!("shared_s{c:04}");
-        send(
-            &p,
-            SEED_TOPIC,
-            (c % 8) as i32,
-            key.as_bytes(),
-            buf.as_bytes(),
-        );
-    }
-    p.flush(Duration::from_secs(60)).expect("flush");
-    events
-}
-
-/// One timed consumption.
-struct Run {
-    events: u64,
-    /// Events per second over the measured span.
-    rate: f64,
-    /// The measured span, seconds.
-    secs: f64,
-    /// CPU seconds of this process over that span.
-    cpu: f64,
-    /// CPU seconds of the broker process over that span.
-    broker_cpu: f64,
-}
-
-impl Run {
-    fn per_cpu(&self) -> f64 {
-        self.rate * self.secs / self.cpu
-    }
-}
-
-/// The tuned bare loop: poll, count each payload's events, nothing else.
-fn bare_loop(mock: &MockKafka, expect_events: u64, expect_messages: u64, group: &str) -> Run {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &mock.brokers)
-        .set("group.id", group)
-        .set("enable.auto.offset.store", "false")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.queue.backoff.ms", "1")
-        .set("queued.max.messages.kbytes", "1048576")
-        .set("queued.min.messages", "1000000")
-        .create()
-        .expect("consumer");
-    c.subscribe(&[TOPIC]).expect("subscribe");
-    let (mut events, mut messages) = (0u64, 0u64);
-    let mut start = None;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while messages < expect_messages {
-        assert!(
-            Instant::now() < deadline,
-            "bare loop read {messages} of {expect_messages} messages in 300 s: run invalid"
-        );
-        if let Some(r) = c.poll(Duration::from_millis(100)) {
-            let m = r.expect("poll");
-            // The clock starts at the first message: group join excluded.
-            start.get_or_insert_with(|| (Instant::now(), process_cpu(), mock.cpu()));
-            let p = m.payload().unwrap_or(&[]);
-            events += p.iter().filter(|&&b| b == b'\n').count() as u64;
-            messages += 1;
-        }
-    }
-    let (t, cpu, bcpu) = start.expect("read something");
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(
-        events, expect_events,
-        "bare loop read {events} events of {expect_events}: run invalid"
-    );
-    Run {
-        events,
-        rate: events as f64 / secs,
-        secs,
-        cpu: process_cpu() - cpu,
-        broker_cpu: mock.cpu() - bcpu,
     }
 }
 
@@ -501,10 +234,11 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
         seen.last().expect("a view")
     };
     let secs = end.0.duration_since(first.0).as_secs_f64();
-    let (secs, events) = if secs > 0.0 {
-        (secs, end.1 - first.1)
+    // Too short a run for two views: the whole span (broker CPU unknown).
+    let (secs, events, cpu, broker_cpu) = if secs > 0.0 {
+        (secs, end.1 - first.1, end.2 - first.2, end.3 - first.3)
     } else {
-        (total_secs, expect)
+        (total_secs, expect, total_cpu, 0.0)
     };
     let n = renders.load(Ordering::Relaxed);
     DaemonRun {
@@ -512,8 +246,8 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
             events,
             rate: events as f64 / secs,
             secs,
-            cpu: end.2 - first.2,
-            broker_cpu: end.3 - first.3,
+            cpu,
+            broker_cpu,
         },
         total_secs,
         total_cpu,
@@ -523,59 +257,6 @@ fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: b
         render_ms: render_ns.load(Ordering::Relaxed) as f64 / 1e6 / n.max(1) as f64,
         render_bytes: render_bytes.load(Ordering::Relaxed),
     }
-}
-
-/// The same payloads decoded and ingested on this thread alone into one
-/// task per partition, no Kafka, no batches, no pool: the CPU the daemon
-/// cannot avoid per event.
-fn engine_only(msgs: &[(i32, Vec<u8>)], partitions: i32, expect: u64) -> Run {
-    let cfg = Config::from_toml("[kafka]\ninput_keyed_by_connector = true").expect("config");
-    let set = TaskSet::new(&cfg);
-    let mut tasks: Vec<Task> = (0..partitions)
-        .map(|p| Task::new(TaskId::new(TOPIC, p)))
-        .collect();
-    let now = connector_ga_exporter::app::wall_clock();
-    let adm = Admission::daemon_at(
-        now,
-        cfg.criteria.retention_days,
-        cfg.criteria.max_future_skew_seconds,
-    );
-    let (t, cpu) = (Instant::now(), process_cpu());
-    let (mut events, mut bad) = (0u64, 0u64);
-    for (p, payload) in msgs {
-        let task = &mut tasks[*p as usize];
-        events += event::decode_payload_raw(payload, |r, _, _| match r {
-            Ok(ev) => {
-                if task.ingest(&ev, &adm, set.params(), set.budget()).is_err() {
-                    bad += 1;
-                }
-            }
-            Err(_) => bad += 1,
-        });
-    }
-    let secs = t.elapsed().as_secs_f64();
-    let cpu = process_cpu() - cpu;
-    assert_eq!((events, bad), (expect, 0), "engine-only pass");
-    Run {
-        events,
-        rate: events as f64 / secs,
-        secs,
-        cpu,
-        broker_cpu: 0.0,
-    }
-}
-
-fn print_run(what: &str, r: &Run) {
-    println!(
-        "  {what:<34} {:>10.0} events/s over {:>5.2} s ({} events); {:>10.0} events per CPU-s \
-         (this process {:.2} CPU-s, broker {:.2})",
-        r.rate,
-        r.secs,
-        r.events,
-        r.per_cpu(),
-        r.cpu,
-        r.broker_cpu
-    );
 }
 
 fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
