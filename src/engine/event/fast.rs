@@ -1,5 +1,5 @@
-//! The fast path of [`super::parse_value`]: the same document visitor
-//! ([`super::DocSeed`]) driven by `sonic-rs`, a SIMD JSON parser, instead
+//! The fast path of [`super::parse::parse_value`]: the same document visitor
+//! ([`super::visitor::DocSeed`]) driven by `sonic-rs`, a SIMD JSON parser, instead
 //! of `serde_json`.
 //!
 //! Why it gives the same verdicts: the duplicate-key, type and order rules
@@ -22,7 +22,7 @@
 
 use serde::de::DeserializeSeed;
 
-use super::{Doc, DocSeed};
+use super::visitor::{Doc, DocSeed};
 
 /// Parses one JSON value with sonic-rs; `None` on any refusal, or when
 /// `bytes` are not UTF-8 (the caller then takes the `serde_json` path,

@@ -1,0 +1,139 @@
+//! The public entry points: a payload (or line) split into documents
+//! (whole payload, else NDJSON lines; one object or an array), each element
+//! validated and handed to the caller with its source bytes.
+
+use super::fast;
+use super::parse::parse_value;
+use super::reject::Reject;
+use super::validate::{validate, Event};
+use super::visitor::{Doc, Item};
+
+/// Decodes one payload (a Kafka message or a file's contents) and calls `f`
+/// once per event read: a valid [`Event`] or the [`Reject`] reason of one
+/// that is not. An unparsable NDJSON line is one `malformed_json` call.
+///
+/// Returns the number of events read (calls made to `f`).
+pub fn decode_payload<'a, F>(payload: &'a [u8], mut f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>),
+{
+    decode_payload_raw(payload, |r, _, _| f(r))
+}
+
+/// As [`decode_payload`], also giving each event's source bytes: its NDJSON
+/// line, or the whole document, with the event's index when the document is
+/// an array (what a dead-letter copy of a rejected event carries).
+pub fn decode_payload_raw<'a, F>(payload: &'a [u8], f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
+{
+    decode_payload_with(payload, true, f)
+}
+
+/// [`decode_payload`] through the `serde_json` path only, never the
+/// sonic-rs fast path: the reference the tests compare the fast path to.
+#[doc(hidden)]
+pub fn decode_payload_reference<'a, F>(payload: &'a [u8], mut f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>),
+{
+    decode_payload_with(payload, false, |r, _, _| f(r))
+}
+
+/// `fast`: each document (the payload, else each line) is tried first on
+/// the sonic-rs path ([`fast`]), which reads every valid one; on any
+/// refusal [`parse_value`] gives the exact verdict.
+fn decode_payload_with<'a, F>(payload: &'a [u8], fast: bool, mut f: F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
+{
+    let mut n = 0u64;
+    // SPEC §2: a byte-order mark at the start of a message is ignored.
+    let payload = payload.strip_prefix(BOM).unwrap_or(payload);
+    if let Some(doc) = fast.then(|| fast::parse_doc(payload)).flatten() {
+        emit_doc(doc, payload, &mut f, &mut n);
+        return n;
+    }
+    // Lines of valid UTF-8 need no second check: a line end never falls
+    // inside a multi-byte character.
+    let utf8 = std::str::from_utf8(payload).is_ok();
+    // Fast path: the whole payload is one JSON value (object or array).
+    // It fails at the second value of an NDJSON payload, which is then read
+    // line by line: a pretty-printed single object still decodes as one.
+    match parse_value(payload, utf8) {
+        Some(doc) => emit_doc(doc, payload, &mut f, &mut n),
+        None => {
+            for line in payload.split(|&b| b == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let doc = fast.then(|| fast::parse_doc(line)).flatten();
+                match doc.or_else(|| parse_value(line, utf8)) {
+                    Some(doc) => emit_doc(doc, line, &mut f, &mut n),
+                    None => {
+                        n += 1;
+                        f(Err(Reject::MalformedJson), line, None);
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+/// The UTF-8 byte-order mark, ignored at the start of a message or file.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Decodes one NDJSON line (or any single payload): used by `report`'s
+/// line-oriented reader, which has already split the file into lines (and
+/// dropped the file's byte-order mark).
+pub fn decode_line<'a, F>(line: &'a [u8], f: &mut F) -> u64
+where
+    F: FnMut(Result<Event<'a>, Reject>),
+{
+    let mut n = 0;
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return 0;
+    }
+    let mut g = |r, _: &'a [u8], _| f(r);
+    let doc = fast::parse_doc(line);
+    match doc.or_else(|| parse_value(line, std::str::from_utf8(line).is_ok())) {
+        Some(doc) => emit_doc(doc, line, &mut g, &mut n),
+        None => {
+            n += 1;
+            f(Err(Reject::MalformedJson));
+        }
+    }
+    n
+}
+
+/// Whether `bytes` hold exactly one JSON value (one NDJSON line).
+pub fn is_complete_doc(bytes: &[u8]) -> bool {
+    fast::parse_doc(bytes).is_some()
+        || parse_value(bytes, std::str::from_utf8(bytes).is_ok()).is_some()
+}
+
+fn emit_doc<'a, F>(doc: Doc<'a>, raw: &'a [u8], f: &mut F, n: &mut u64)
+where
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
+{
+    match doc {
+        Doc::One(item) => {
+            *n += 1;
+            f(validate_item(item), raw, None);
+        }
+        Doc::Many(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                *n += 1;
+                f(validate_item(item), raw, Some(i));
+            }
+        }
+    }
+}
+
+fn validate_item(item: Item<'_>) -> Result<Event<'_>, Reject> {
+    match item {
+        Item::Object(raw) => validate(raw),
+        Item::NotObject | Item::Malformed => Err(Reject::MalformedJson),
+    }
+}
