@@ -13,6 +13,8 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::engine::classify::Fault;
+pub use crate::engine::params::{Attestation as ConnectorConfig, SuccessRateFormula, Window};
+use crate::engine::params::{CriteriaParams, Settings};
 
 /// The environment variable prefix: `CONNECTOR_GA__CRITERIA__WINDOW_DAYS=7`.
 pub const ENV_PREFIX: &str = "CONNECTOR_GA";
@@ -41,6 +43,7 @@ fn key_err(key: &str, msg: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub criteria: CriteriaConfig,
     /// Attested facts per connector id: `[connectors.<id>]`.
+    #[serde(deserialize_with = "connectors")]
     pub connectors: BTreeMap<String, ConnectorConfig>,
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
@@ -49,14 +52,6 @@ pub struct Config {
     /// The file it was read from, for the evidence pack's "made from".
     #[serde(skip)]
     pub source: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SuccessRateFormula {
-    /// success / eligible.
-    Ga,
-    /// (success - failures) / eligible, the vendor telemetry page's formula.
-    Isv,
 }
 
 /// `[criteria]`: thresholds and windows of SPEC §1, §4 and §6.
@@ -119,15 +114,31 @@ impl Default for CriteriaConfig {
     }
 }
 
-/// `[connectors.<id>]`: what the connector owner attests.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+/// `[connectors.<id>]`: what the connector owner attests, read into the
+/// engine's [`ConnectorConfig`].
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct ConnectorConfig {
-    pub backend_in_production: bool,
-    pub support_model_attested: bool,
-    /// The date the connector entered preview (for the exception path).
+struct ConnectorToml {
+    backend_in_production: bool,
+    support_model_attested: bool,
     #[serde(deserialize_with = "date")]
-    pub preview_since: Option<NaiveDate>,
+    preview_since: Option<NaiveDate>,
+}
+
+fn connectors<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ConnectorConfig>, D::Error> {
+    let m = BTreeMap::<String, ConnectorToml>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(id, t)| {
+            let a = ConnectorConfig {
+                backend_in_production: t.backend_in_production,
+                support_model_attested: t.support_model_attested,
+                preview_since: t.preview_since,
+            };
+            (id, a)
+        })
+        .collect())
 }
 
 /// `[kafka]`: where events come from.
@@ -396,31 +407,6 @@ fn one_line(msg: &str) -> String {
     match line.find(" for key `") {
         Some(i) if line.ends_with('`') => line[..i].to_string(),
         _ => line,
-    }
-}
-
-/// A ratio window: N hours or N days ending with `now`'s hour / day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Window {
-    Hours(u32),
-    Days(u32),
-}
-
-impl Window {
-    pub fn parse(s: &str) -> Option<Window> {
-        let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-        let n: u32 = n.parse().ok().filter(|&n| n > 0)?;
-        match unit {
-            "h" => Some(Window::Hours(n)),
-            "d" => Some(Window::Days(n)),
-            _ => None,
-        }
-    }
-    pub fn label(&self) -> String {
-        match self {
-            Window::Hours(n) => format!("{n}h"),
-            Window::Days(n) => format!("{n}d"),
-        }
     }
 }
 
@@ -701,6 +687,38 @@ impl Config {
 
     pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
         self.connectors.get(id)
+    }
+}
+
+/// The engine's view of the configuration: `[criteria]` as plain
+/// parameters, the attested facts, and the bounds of its state.
+impl Settings for Config {
+    fn criteria(&self) -> CriteriaParams {
+        let k = &self.criteria;
+        CriteriaParams {
+            window_days: k.window_days,
+            min_eligible_requests: k.min_eligible_requests,
+            availability: k.availability,
+            slo: k.slo,
+            sla_availability: k.sla_availability,
+            success_rate: k.success_rate,
+            exception_success_rate: k.exception_success_rate,
+            exception_preview_months: k.exception_preview_months,
+            weekly_active_users: k.weekly_active_users,
+            monthly_active_connections: k.monthly_active_connections,
+            success_rate_formula: k.success_rate_formula,
+            unattributed_failure_origin: k.unattributed_failure_origin,
+            retention_days: k.retention_days,
+        }
+    }
+    fn windows(&self) -> Vec<Window> {
+        Config::windows(self)
+    }
+    fn attestation(&self, connector: &str) -> Option<&ConnectorConfig> {
+        self.connector(connector)
+    }
+    fn max_connections_per_scope(&self) -> usize {
+        self.state.max_connections_per_scope
     }
 }
 

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use crate::config::{Config, ConnectorConfig, SuccessRateFormula};
 use crate::engine::criteria::{Criteria, ScopeMeasures};
+use crate::engine::params::{Attestation, CriteriaParams, Settings, SuccessRateFormula};
 use crate::engine::state::{Counts, IdHash, ScopeState};
 use crate::engine::timeutil::{add_months_clamped, date_of_day, day_of, Micros};
 
@@ -92,8 +92,7 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    pub fn from_config(cfg: &Config) -> Thresholds {
-        let k = &cfg.criteria;
+    pub fn from_criteria(k: &CriteriaParams) -> Thresholds {
         Thresholds {
             availability: Threshold::of(k.availability),
             slo: Threshold::of(k.slo),
@@ -262,10 +261,10 @@ pub fn failing(c: &Criteria) -> Vec<&'static str> {
 }
 
 /// `preview_since` + `exception_preview_months`, clamped (SPEC §6).
-pub fn exception_opens_on(attested: Option<&ConnectorConfig>, cfg: &Config) -> Option<NaiveDate> {
+pub fn exception_opens_on(attested: Option<&Attestation>, cfg: &dyn Settings) -> Option<NaiveDate> {
     attested
         .and_then(|a| a.preview_since)
-        .and_then(|s| add_months_clamped(s, cfg.criteria.exception_preview_months))
+        .and_then(|s| add_months_clamped(s, cfg.criteria().exception_preview_months))
 }
 
 /// The budget of one scope at `now`, from its measures, its verdict's
@@ -275,9 +274,10 @@ pub fn budget(
     c: &Criteria,
     states: &[&ScopeState],
     now: Micros,
-    cfg: &Config,
+    cfg: &dyn Settings,
 ) -> Budget {
-    let t = Thresholds::from_config(cfg);
+    let k = cfg.criteria();
+    let t = Thresholds::from_criteria(&k);
     let w = m.criteria();
     let n = &w.counts;
     let d = n.eligible() - n.backend_failures;
@@ -290,7 +290,7 @@ pub fn budget(
     let falling = [c.availability, c.success_rate, c.slo].map(|v| v == Some(false));
     let slide = if falling.iter().any(|&f| f) {
         let sla = falling[2].then_some(t.sla_availability);
-        Slide::new(states, now, cfg.criteria.window_days, sla)
+        Slide::new(states, now, k.window_days, sla)
     } else {
         Slide::default()
     };
@@ -398,9 +398,10 @@ impl Slide {
 }
 
 /// `daily`: one row per day of the criteria window, oldest first.
-pub fn daily(states: &[&ScopeState], now: Micros, cfg: &Config) -> Vec<DailyRow> {
+pub fn daily(states: &[&ScopeState], now: Micros, cfg: &dyn Settings) -> Vec<DailyRow> {
     let d = day_of(now);
-    let n = cfg.criteria.window_days as i32;
+    let k = cfg.criteria();
+    let n = k.window_days as i32;
     (d - n + 1..=d)
         .map(|day| {
             let counts = day_counts(states, day);
@@ -413,7 +414,7 @@ pub fn daily(states: &[&ScopeState], now: Micros, cfg: &Config) -> Vec<DailyRow>
                 ),
                 success_rate: crate::engine::criteria::success_rate(
                     &counts,
-                    cfg.criteria.success_rate_formula,
+                    k.success_rate_formula,
                 ),
                 counts,
             }

@@ -4,9 +4,9 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::config::{Config, ConnectorConfig, SuccessRateFormula, Window};
 use crate::engine::budget;
 use crate::engine::classify::Cloud;
+use crate::engine::params::{Attestation, Settings, SuccessRateFormula, Window};
 use crate::engine::state::{self, Counts, ScopeState};
 use crate::engine::timeutil::{date_of_day, day_of, Micros};
 
@@ -52,7 +52,7 @@ pub fn measure_window(
     states: &[&ScopeState],
     w: Window,
     now: Micros,
-    cfg: &Config,
+    cfg: &dyn Settings,
 ) -> WindowMeasures {
     let mut counts = Counts::default();
     for s in states {
@@ -66,7 +66,7 @@ pub fn measure_window(
             .flat_map(|s| state::window_buckets(s, w, now).map(|b| &b.latency)),
         &PERCENTILES,
     );
-    let sla = budget::Threshold::of(cfg.criteria.sla_availability);
+    let sla = budget::Threshold::of(cfg.criteria().sla_availability);
     let sample = state::connection_totals(states, w, now);
     let mut active = 0;
     let mut meeting = 0;
@@ -88,7 +88,7 @@ pub fn measure_window(
             counts.eligible(),
             counts.backend_failures,
         ),
-        success_rate: success_rate(&counts, cfg.criteria.success_rate_formula),
+        success_rate: success_rate(&counts, cfg.criteria().success_rate_formula),
         slo: (active > 0).then(|| meeting as f64 / active as f64),
         counts,
         active_connections: active,
@@ -103,7 +103,7 @@ pub struct ScopeMeasures {
     pub connector: String,
     /// `None` is the "all" scope.
     pub cloud: Option<Cloud>,
-    /// One per exported window (see [`Config::windows`]).
+    /// One per exported window (see [`Settings::windows`]).
     pub windows: Vec<WindowMeasures>,
     /// Index into `windows` of the criteria window.
     pub criteria_window: usize,
@@ -128,13 +128,13 @@ pub fn measure_scope(
     cloud: Option<Cloud>,
     states: &[&ScopeState],
     now: Micros,
-    cfg: &Config,
+    cfg: &dyn Settings,
 ) -> ScopeMeasures {
     let windows = cfg.windows();
     let criteria_window = windows
         .iter()
-        .position(|w| *w == Window::Days(cfg.criteria.window_days))
-        .expect("Config::windows includes the criteria window");
+        .position(|w| *w == Window::Days(cfg.criteria().window_days))
+        .expect("Settings::windows includes the criteria window");
     let d = day_of(now);
     let users: Vec<_> = states.iter().map(|s| &s.users).collect();
     let conns: Vec<_> = states.iter().map(|s| &s.connections).collect();
@@ -220,17 +220,17 @@ pub struct Verdict {
 /// The verdict of SPEC §6 for one scope's measures at `now`.
 pub fn verdict(
     m: &ScopeMeasures,
-    attested: Option<&ConnectorConfig>,
+    attested: Option<&Attestation>,
     now: Micros,
-    cfg: &Config,
+    cfg: &dyn Settings,
 ) -> Verdict {
-    let k = &cfg.criteria;
+    let k = &cfg.criteria();
     let w = m.criteria();
     let n = &w.counts;
     let enough = n.eligible() >= k.min_eligible_requests;
     // Pass or fail in exact rationals (see `budget`): a float ratio can
     // land just below a threshold it reaches exactly (1 - 0.8 < 0.2).
-    let t = budget::Thresholds::from_config(cfg);
+    let t = budget::Thresholds::from_criteria(k);
     let decide = |v: Option<bool>| v.filter(|_| enough);
     let num = budget::success_numerator(n, t.formula);
     let availability = decide(budget::availability_meets(

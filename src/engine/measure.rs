@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use crate::config::Config;
 use crate::engine::budget::{self, Budget, DailyRow};
 use crate::engine::classify::Cloud;
 use crate::engine::criteria::{self, ScopeMeasures, Verdict};
+use crate::engine::params::Settings;
 use crate::engine::state::{self, ConnectorState, Engine, Params, ScopeState, SeriesBudget};
 use crate::engine::timeutil::Micros;
 
@@ -38,10 +38,10 @@ impl ScopeReport {
         states: &[&ScopeState],
         total: Option<state::Counts>,
         now: Micros,
-        cfg: &Config,
+        cfg: &dyn Settings,
         daily: bool,
     ) -> ScopeReport {
-        let attested = cfg.connector(connector);
+        let attested = cfg.attestation(connector);
         let m = criteria::measure_scope(connector, cloud, states, now, cfg);
         let v = criteria::verdict(&m, attested, now, cfg);
         ScopeReport {
@@ -60,7 +60,7 @@ impl ScopeReport {
 pub fn measure_scopes(
     id: &str,
     c: &ConnectorState,
-    cfg: &Config,
+    cfg: &dyn Settings,
     now: Micros,
     daily: bool,
 ) -> Vec<ScopeReport> {
@@ -91,7 +91,7 @@ pub fn measure_scopes(
 /// first, so each scope appears once.
 pub fn measure_engines(
     engines: &[&Engine],
-    cfg: &Config,
+    cfg: &dyn Settings,
     now: Micros,
     daily: bool,
     params: &Params,
@@ -140,7 +140,7 @@ pub fn sort_scopes(out: &mut [ScopeReport]) {
 /// `/connectors/<id>` shows. Empty when no engine holds it.
 pub fn measure_connector(
     engines: &[&Engine],
-    cfg: &Config,
+    cfg: &dyn Settings,
     now: Micros,
     id: &str,
     params: &Params,

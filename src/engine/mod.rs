@@ -3,12 +3,14 @@
 //!
 //! `event` (decode, validate) → `classify` → `state` (bucket rings,
 //! distinct sets, per-connection counters) → `criteria` (measures,
-//! verdict) → `budget` (SPEC §11) → `measure` (one scope's report).
+//! verdict) → `budget` (SPEC §11) → `measure` (one scope's report);
+//! `params` is what the engine is told (built by `config`).
 
 pub mod budget;
 pub mod classify;
 pub mod criteria;
 pub mod event;
 pub mod measure;
+pub mod params;
 pub mod state;
 pub mod timeutil;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::scope::ScopeState;
 use super::IdHash;
-use crate::config::Window;
+use crate::engine::params::Window;
 use crate::engine::timeutil::{day_of, hour_of, Micros};
 
 /// Per-connection counters for the SLO: (bucket tag, availability

@@ -51,8 +51,8 @@ pub use scope::{window_buckets, ScopeState};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::config::Window;
 use crate::engine::classify::Fault;
+use crate::engine::params::{Settings, Window};
 
 /// Distinct counts keep one bit per day in a `u64`.
 pub const MAX_RETENTION_DAYS: u32 = 60;
@@ -78,7 +78,7 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn from_config(c: &crate::config::Config) -> Params {
+    pub fn from_config(c: &dyn Settings) -> Params {
         let hour_ring = c
             .windows()
             .iter()
@@ -88,11 +88,12 @@ impl Params {
             })
             .max()
             .unwrap_or(1);
+        let k = c.criteria();
         Params {
-            retention_days: c.criteria.retention_days,
+            retention_days: k.retention_days,
             hour_ring,
-            unattributed: c.criteria.unattributed_failure_origin,
-            max_connections_per_scope: c.state.max_connections_per_scope,
+            unattributed: k.unattributed_failure_origin,
+            max_connections_per_scope: c.max_connections_per_scope(),
         }
     }
 }

@@ -11,9 +11,9 @@ use super::counts::Counts;
 use super::distinct::Distinct;
 use super::ring::{Bucket, Ring};
 use super::{IdHash, Params, EMPTY};
-use crate::config::Window;
 use crate::engine::classify::{self, Class, Fault, Outcome};
 use crate::engine::event::Event;
+use crate::engine::params::Window;
 use crate::engine::timeutil::{day_of, hour_of, Micros};
 
 /// Everything kept for one (connector, cloud) scope.
