@@ -1,0 +1,286 @@
+//! The TOML schema of SPEC §9: one struct per table, each denying unknown
+//! keys, with the defaults `config/default.toml` documents, and the
+//! deserializers of its fixed-choice and date values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::{ConnectorConfig, SuccessRateFormula};
+use crate::engine::classify::Fault;
+
+/// `[criteria]`: thresholds and windows of SPEC §1, §4 and §6.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriteriaConfig {
+    /// Days in the criteria window. Default 30.
+    pub window_days: u32,
+    /// Below this many eligible requests a measured criterion is undecided. Default 1000.
+    pub min_eligible_requests: u64,
+    /// Availability threshold (>=). Default 0.9995.
+    pub availability: f64,
+    /// SLO threshold: share of connections meeting the SLA bar (>=). Default 0.995.
+    pub slo: f64,
+    /// The SLA bar one connection's availability must reach (>=). Default 0.9995.
+    pub sla_availability: f64,
+    /// Success rate threshold (strictly >). Default 0.80.
+    pub success_rate: f64,
+    /// Success rate the exception path needs (>=). Default 0.50.
+    pub exception_success_rate: f64,
+    /// Calendar months in preview before the exception applies. Default 6.
+    pub exception_preview_months: u32,
+    /// Distinct users needed in each of the last 3 weeks (>=). Default 500.
+    pub weekly_active_users: u64,
+    /// Distinct connections needed in the last 30 days (>=). Default 50.
+    pub monthly_active_connections: u64,
+    /// `ga` or `isv`. Default `ga`.
+    #[serde(deserialize_with = "choice")]
+    pub success_rate_formula: SuccessRateFormula,
+    /// Origin of a 5xx / no-response failure without `fault`. Default `connector`.
+    #[serde(deserialize_with = "choice")]
+    pub unattributed_failure_origin: Fault,
+    /// Days of state kept; older events are rejected `too_old`. Default 35.
+    pub retention_days: u32,
+    /// How far ahead of the wall clock an event may be. Default 300.
+    pub max_future_skew_seconds: u64,
+    /// Extra ratio windows for dashboards. Default ["1h", "1d", "7d", "30d"].
+    pub windows: Vec<String>,
+}
+
+impl Default for CriteriaConfig {
+    fn default() -> Self {
+        CriteriaConfig {
+            window_days: 30,
+            min_eligible_requests: 1000,
+            availability: 0.9995,
+            slo: 0.995,
+            sla_availability: 0.9995,
+            success_rate: 0.80,
+            exception_success_rate: 0.50,
+            exception_preview_months: 6,
+            weekly_active_users: 500,
+            monthly_active_connections: 50,
+            success_rate_formula: SuccessRateFormula::Ga,
+            unattributed_failure_origin: Fault::Connector,
+            retention_days: 35,
+            max_future_skew_seconds: 300,
+            windows: vec!["1h".into(), "1d".into(), "7d".into(), "30d".into()],
+        }
+    }
+}
+
+/// `[connectors.<id>]`: what the connector owner attests, read into the
+/// engine's [`ConnectorConfig`].
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ConnectorToml {
+    backend_in_production: bool,
+    support_model_attested: bool,
+    #[serde(deserialize_with = "date")]
+    preview_since: Option<NaiveDate>,
+}
+
+pub(super) fn connectors<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ConnectorConfig>, D::Error> {
+    let m = BTreeMap::<String, ConnectorToml>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(id, t)| {
+            let a = ConnectorConfig {
+                backend_in_production: t.backend_in_production,
+                support_model_attested: t.support_model_attested,
+                preview_since: t.preview_since,
+            };
+            (id, a)
+        })
+        .collect())
+}
+
+/// `[kafka]`: where events come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port]`. Default `localhost:9092`.
+    pub brokers: String,
+    /// Topics to consume. Default `["connector-events"]`.
+    pub topics: Vec<String>,
+    /// Consumer group id. Default `connector-ga-exporter`.
+    pub group_id: String,
+    /// Static membership id (`group.instance.id`): a restarted daemon takes
+    /// its partitions back at once instead of after the session timeout.
+    pub group_instance_id: Option<String>,
+    /// Where rejected events are copied, with a `reason` header. Default: none.
+    pub dead_letter_topic: Option<String>,
+    /// Decode threads; 0 means one per CPU core. Default 0.
+    pub workers: usize,
+    /// SPEC §12: producers key every record by its connector id, so a
+    /// connector's events are in one partition and the members aggregate
+    /// the input partitions directly. Default false.
+    pub input_keyed_by_connector: bool,
+    /// Any librdkafka property, passed through (TLS, SASL, timeouts).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            topics: vec!["connector-events".into()],
+            group_id: "connector-ga-exporter".into(),
+            group_instance_id: None,
+            dead_letter_topic: None,
+            workers: 0,
+            input_keyed_by_connector: false,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of /metrics, /api/v1/criteria, /healthz, /readyz and /.
+    /// Default `0.0.0.0:9795`.
+    pub listen: String,
+    /// Most open client connections. Past it, a new connection closes the
+    /// oldest one not serving a request. Default 256.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a complete request head, from
+    /// its opening or from the end of its previous response (so it is also
+    /// the keep-alive idle limit). Default 10.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds without a byte read or written, in any state (e.g. a client
+    /// that stops reading its response), before a connection is closed.
+    /// Default 60.
+    pub idle_timeout_seconds: u64,
+    /// Most requests rendered on demand at once (`/` and anything not
+    /// served from the background rendering); more get 503. Default 2.
+    pub max_concurrent_renders: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:9795".into(),
+            max_connections: 256,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_concurrent_renders: 2,
+        }
+    }
+}
+
+/// `[state]`: durability and bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of snapshots. Default `./state`.
+    pub dir: PathBuf,
+    /// The state store as an object store (or `file://` directory) URL:
+    /// `az://container/prefix`, `s3://bucket/prefix`, `gs://bucket/prefix`.
+    /// When set, `dir` is not the state store. Default: none.
+    pub url: Option<String>,
+    /// Seconds between snapshots. Default 10.
+    pub checkpoint_interval_seconds: u64,
+    /// Most (connector, cloud) scopes kept; events of further scopes are
+    /// rejected `series_limit`. Default 10000.
+    pub max_series: usize,
+    /// Most connections tracked per scope for the SLO. Default 100000.
+    pub max_connections_per_scope: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("state"),
+            url: None,
+            checkpoint_interval_seconds: 10,
+            max_series: 10_000,
+            max_connections_per_scope: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`. Default `text`.
+    #[serde(deserialize_with = "choice")]
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `connector_ga_exporter=debug`;
+    /// `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A config value with a fixed set of names: an unknown one is refused with
+/// the list of the allowed ones (serde's enum support through the `config`
+/// crate names neither).
+pub trait Choice: Sized + Copy + 'static {
+    const CHOICES: &'static [(&'static str, Self)];
+}
+
+impl Choice for SuccessRateFormula {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("ga", SuccessRateFormula::Ga),
+        ("isv", SuccessRateFormula::Isv),
+    ];
+}
+
+impl Choice for LogFormat {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
+
+impl Choice for Fault {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("connector", Fault::Connector),
+        ("backend", Fault::Backend),
+        ("client", Fault::Client),
+    ];
+}
+
+fn choice<'de, D: serde::Deserializer<'de>, T: Choice>(d: D) -> Result<T, D::Error> {
+    let s = String::deserialize(d)?;
+    T::CHOICES
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<String> = T::CHOICES.iter().map(|(n, _)| format!("{n:?}")).collect();
+            serde::de::Error::custom(format!("{s:?} is not one of {}", names.join(", ")))
+        })
+}
+
+/// A calendar date `YYYY-MM-DD` (a TOML date; a date-time is refused, since
+/// the exception counts calendar months from a day, not an instant).
+fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+            "{s} is not a date: write a TOML date YYYY-MM-DD such as 2026-03-01, without a time"
+        ))
+        })
+}

@@ -1,0 +1,157 @@
+//! Unit tests of loading and validation: defaults, the SPEC example, a
+//! named key in every error, and the override order.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+
+use super::*;
+use crate::engine::classify::Fault;
+
+fn err(toml: &str) -> String {
+    Config::from_toml(toml).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_match_spec() {
+    let c = Config::from_toml("").unwrap();
+    let k = &c.criteria;
+    assert_eq!(k.window_days, 30);
+    assert_eq!(k.min_eligible_requests, 1000);
+    assert_eq!(k.availability, 0.9995);
+    assert_eq!(k.slo, 0.995);
+    assert_eq!(k.success_rate, 0.80);
+    assert_eq!(k.retention_days, 35);
+    assert_eq!(
+        c.windows(),
+        vec![
+            Window::Hours(1),
+            Window::Days(1),
+            Window::Days(7),
+            Window::Days(30)
+        ]
+    );
+}
+
+#[test]
+fn spec_example_parses() {
+    let c = Config::from_toml(
+        r#"
+[criteria]
+window_days = 30
+success_rate_formula = "isv"
+unattributed_failure_origin = "backend"
+[connectors.shared_contoso]
+backend_in_production = true
+support_model_attested = true
+preview_since = 2026-03-01
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.criteria.success_rate_formula, SuccessRateFormula::Isv);
+    assert_eq!(c.criteria.unattributed_failure_origin, Fault::Backend);
+    let k = c.connector("shared_contoso").unwrap();
+    assert_eq!(k.preview_since, NaiveDate::from_ymd_opt(2026, 3, 1));
+}
+
+#[test]
+fn bad_keys_are_named() {
+    assert!(err("[criteria]\nwindow_dayz = 3").contains("window_dayz"));
+    assert!(err("[criteria]\nwindow_days = \"x\"").contains("criteria.window_days"));
+    assert!(err("[criteria]\navailability = 1.5").contains("criteria.availability"));
+    // More decimals than the exact budget arithmetic takes.
+    let e = err("[criteria]\nslo = 0.1234567890123456789e-3");
+    assert!(
+        e.contains("criteria.slo") && e.contains("decimal places"),
+        "{e}"
+    );
+    assert!(err("[criteria]\nwindows = [\"5m\"]").contains("criteria.windows"));
+    assert!(err("[criteria]\nsuccess_rate_formula = \"x\"").contains("success_rate_formula"));
+    assert!(err("[http]\nlisten = \"nope\"").contains("http.listen"));
+    assert!(err("[kafka]\nbrokerz = \"a\"").contains("brokerz"));
+    assert!(err("[connectors.a]\nbackend = true").contains("backend"));
+    assert!(err("[criteria]\nretention_days = 20").contains("criteria.window_days"));
+    for bad in [
+        "http://h/p",
+        "ftp://b/p",
+        "s3:///p",
+        "not a url",
+        "",
+        "file://host/x",
+        "file:///",
+    ] {
+        let e = err(&format!("[state]\nurl = {bad:?}"));
+        assert!(e.contains("state.url"), "{bad:?}: {e}");
+    }
+    let e = err("[state]\nurl = \"http://h/p\"");
+    assert!(
+        e.contains("az://, azure://, abfs://, abfss://, s3://, s3a://, gs://, file://"),
+        "{e}"
+    );
+    for good in [
+        "az://c/p",
+        "azure://c",
+        "abfss://fs@acct.dfs.core.windows.net/p",
+        "s3://b/p/q",
+        "s3a://b",
+        "gs://b/p",
+        "file:///var/lib/x",
+    ] {
+        let c = Config::from_toml(&format!("[state]\nurl = {good:?}")).unwrap();
+        assert_eq!(c.state.url.as_deref(), Some(good));
+    }
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[kafka]\nbrokers = \"file:1\"\ngroup_id = \"g\"\n[criteria]\nwindow_days = 30\n",
+    )
+    .unwrap();
+    let env = vec![
+        (
+            "CONNECTOR_GA__KAFKA__BROKERS".to_string(),
+            "env:2".to_string(),
+        ),
+        (
+            "CONNECTOR_GA__CRITERIA__MIN_ELIGIBLE_REQUESTS".to_string(),
+            "5".to_string(),
+        ),
+        ("CONNECTOR_GA__KAFKA__TOPICS".to_string(), "a,b".to_string()),
+        (
+            "CONNECTOR_GA__STATE__URL".to_string(),
+            "s3://bucket/prefix".to_string(),
+        ),
+    ];
+    let c = Config::load_with_env(Some(&p), &Overrides::default(), env.clone()).unwrap();
+    assert_eq!(c.kafka.brokers, "env:2");
+    assert_eq!(c.kafka.group_id, "g");
+    assert_eq!(c.criteria.min_eligible_requests, 5);
+    assert_eq!(c.kafka.topics, vec!["a", "b"]);
+    assert_eq!(c.state.url.as_deref(), Some("s3://bucket/prefix"));
+    let ov = Overrides {
+        brokers: Some("flag:3".into()),
+        topics: vec!["t".into()],
+        ..Default::default()
+    };
+    let c = Config::load_with_env(Some(&p), &ov, env).unwrap();
+    assert_eq!(c.kafka.brokers, "flag:3");
+    assert_eq!(c.kafka.topics, vec!["t"]);
+    let bad = vec![("CONNECTOR_GA__CRITERIA__SLO".to_string(), "2".to_string())];
+    let e = Config::load_with_env(Some(&p), &Overrides::default(), bad).unwrap_err();
+    assert!(e.to_string().contains("criteria.slo"), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = Config::load_with_env(
+        Some(Path::new("/nonexistent/x.toml")),
+        &Overrides::default(),
+        vec![],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/x.toml"));
+}
