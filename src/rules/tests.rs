@@ -2,6 +2,11 @@
 //! zero-budget variants. Expected numbers are worked out by hand beside each
 //! assertion. promtool itself runs in tests/it/alert_rules.rs.
 
+use std::str::FromStr;
+
+use bigdecimal::BigDecimal;
+
+use super::numbers::plain;
 use super::*;
 
 fn cfg(toml: &str) -> Config {
