@@ -13,7 +13,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::harness::{bin, iso, produce, producer, write_config, Daemon, DaemonCmd};
+use crate::harness::{
+    bin, iso, produce, producer, write_config, Daemon, DaemonCmd, DeadLetterCluster,
+};
 
 /// Runs `run` with `config` (and `env`) and returns (exit code, stderr),
 /// or an error if it is still running after 20 s (it started despite the
@@ -546,23 +548,19 @@ fn readers_at_10k_scopes() {
 /// the same partition are counted. Before: the partition stalled forever.
 #[test]
 fn oversized_compressed_message_is_counted_and_skipped() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("ev", 1, 1).unwrap();
-    mock.create_topic("dead", 1, 1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "\n[kafka]\ndead_letter_topic = \"dead\"\n");
+    let k = DeadLetterCluster::start();
+    let brokers = &k.brokers;
     let ok = |m: i64| {
         format!(
             r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
             iso(m)
         )
     };
-    let p = producer(&brokers);
+    let p = producer(brokers);
     produce(&p, "ev", &[ok(1), ok(2)]);
     {
         let big: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+            .set("bootstrap.servers", brokers)
             .set("compression.type", "zstd")
             .set("message.max.bytes", "200000000")
             .set("linger.ms", "0")
@@ -581,7 +579,7 @@ fn oversized_compressed_message_is_counted_and_skipped() {
     }
     produce(&p, "ev", &[ok(3), ok(4), ok(5)]);
 
-    let d = Daemon::start(&brokers, "ev", "g-big", &cfg, &dir.path().join("s"), &[]);
+    let d = Daemon::start(brokers, "ev", "g-big", &k.cfg, &k.dir.path().join("s"), &[]);
     // 2 + 1 + 3 messages of one event each.
     d.wait_for(
         |d| d.events_total("ev") == 6.0,
@@ -607,29 +605,10 @@ fn oversized_compressed_message_is_counted_and_skipped() {
     );
     // Its place is dead-lettered: offset 2 of partition 0 (offsets 0 and 1
     // hold the first two events).
-    let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "dlq-reader-big")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    rdkafka::consumer::Consumer::subscribe(&c, &["dead"]).unwrap();
-    let start = Instant::now();
-    let mut headers = None;
-    while headers.is_none() && start.elapsed() < Duration::from_secs(30) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            use rdkafka::message::{Headers, Message};
-            let mut h = std::collections::BTreeMap::new();
-            for x in m.headers().unwrap().iter() {
-                h.insert(
-                    x.key.to_string(),
-                    String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
-                );
-            }
-            headers = Some(h);
-        }
-    }
-    let h = headers.expect("a dead letter for the undecodable message");
+    let got = k.dead_letters("dlq-reader-big", 1);
+    let (h, _) = got
+        .first()
+        .expect("a dead letter for the undecodable message");
     assert_eq!(h["reason"], "undecodable_message");
     assert_eq!(h["source_offset"], "2");
     assert_eq!(h["source_partition"], "0");

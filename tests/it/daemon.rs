@@ -2,16 +2,14 @@
 //! events with rdkafka, scrape the real `/metrics` and `/api/v1/criteria`,
 //! compare with values computed by hand from SPEC.md.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
-use crate::harness::{bin, iso, metric_in, produce, producer, write_config, Daemon, MockKafka};
+use crate::harness::{
+    bin, iso, metric_in, produce, producer, write_config, Daemon, DeadLetterCluster, MockKafka,
+};
 use std::process::Command;
 
 /// The scenario of `daemon_serves_hand_computed_values`, one JSON line each.
@@ -249,12 +247,7 @@ fn daemon_serves_hand_computed_values_and_drains_on_sigterm() {
 
 #[test]
 fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("ev", 1, 1).unwrap();
-    mock.create_topic("dead", 1, 1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "\n[kafka]\ndead_letter_topic = \"dead\"\n");
+    let k = DeadLetterCluster::start();
     let ok = format!(
         r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
         iso(1)
@@ -268,8 +261,8 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
         ),
         format!("[{ok},{old}]"),
     ];
-    produce(&producer(&brokers), "ev", &payloads);
-    let d = Daemon::start(&brokers, "ev", "g2", &cfg, &dir.path().join("s"), &[]);
+    produce(&producer(&k.brokers), "ev", &payloads);
+    let d = Daemon::start(&k.brokers, "ev", "g2", &k.cfg, &k.dir.path().join("s"), &[]);
     d.wait_for(|d| d.events_total("ev") == 5.0, "5 events read");
     assert_eq!(
         d.metric(
@@ -279,32 +272,7 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
         Some(1.0)
     );
 
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&["dead"]).unwrap();
-    let mut got = Vec::new();
-    let start = Instant::now();
-    while got.len() < 3 && start.elapsed() < Duration::from_secs(30) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            let mut h = BTreeMap::new();
-            if let Some(hs) = m.headers() {
-                for x in hs.iter() {
-                    h.insert(
-                        x.key.to_string(),
-                        String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
-                    );
-                }
-            }
-            got.push((
-                h,
-                String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
-            ));
-        }
-    }
+    let got = k.dead_letters("dlq-reader", 3);
     assert_eq!(got.len(), 3, "{got:?}");
     assert_eq!(got[0].0["reason"], "malformed_json");
     assert_eq!(got[0].1, "{broken");

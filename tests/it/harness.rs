@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
@@ -415,5 +419,64 @@ impl MockKafka {
             .status()
             .unwrap()
             .success())
+    }
+}
+
+/// The setup of the dead-letter tests: a one-broker mock cluster with the
+/// one-partition topics `ev` (input) and `dead`, and a config that names
+/// `dead` as the dead-letter topic. Keep it alive for the whole test.
+pub(crate) struct DeadLetterCluster {
+    pub(crate) _mock: MockCluster<'static, DefaultProducerContext>,
+    pub(crate) brokers: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) cfg: PathBuf,
+}
+
+impl DeadLetterCluster {
+    pub(crate) fn start() -> DeadLetterCluster {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("ev", 1, 1).unwrap();
+        mock.create_topic("dead", 1, 1).unwrap();
+        let brokers = mock.bootstrap_servers();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), "\n[kafka]\ndead_letter_topic = \"dead\"\n");
+        DeadLetterCluster {
+            _mock: mock,
+            brokers,
+            dir,
+            cfg,
+        }
+    }
+
+    /// Up to `n` dead letters from `dead`, in order, read by a new consumer
+    /// group `group` (30 s at most): each one's headers and payload.
+    pub(crate) fn dead_letters(
+        &self,
+        group: &str,
+        n: usize,
+    ) -> Vec<(BTreeMap<String, String>, String)> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        c.subscribe(&["dead"]).unwrap();
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < n && start.elapsed() < Duration::from_secs(30) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                let mut h = BTreeMap::new();
+                for x in m.headers().iter().flat_map(|hs| hs.iter()) {
+                    h.insert(
+                        x.key.to_string(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                    );
+                }
+                let payload = String::from_utf8_lossy(m.payload().unwrap_or_default());
+                got.push((h, payload.to_string()));
+            }
+        }
+        got
     }
 }
