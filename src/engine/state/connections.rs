@@ -37,7 +37,9 @@ impl ConnCounts {
 }
 
 pub(super) fn bump(v: &mut Vec<(i32, u32, u32)>, tag: i32, fail: bool) {
-    match v.iter_mut().find(|e| e.0 == tag) {
+    // From the newest entry back: the daemon's input is nearly in time
+    // order, so the current day or hour is almost always the last pushed.
+    match v.iter_mut().rev().find(|e| e.0 == tag) {
         Some(e) => {
             e.1 = e.1.saturating_add(1);
             e.2 = e.2.saturating_add(fail as u32);

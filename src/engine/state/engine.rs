@@ -164,7 +164,7 @@ impl Engine {
             scope.after_now += 1;
             return Ok(());
         }
-        self.aged_out += scope.record(ev, p);
+        self.aged_out += scope.record(ev, day, p);
         self.max_day = self.max_day.max(day);
         Ok(())
     }

@@ -66,7 +66,30 @@ pub type IdHash = std::hash::BuildHasherDefault<nohash_hasher::NoHashHasher<u64>
 /// Connector ids are looked up once per event: xxh3 is several times
 /// faster than the default SipHash, and ids are not attacker-chosen keys
 /// that could flood one bucket (`max_series` caps them anyway).
-pub type ConnectorHash = xxhash_rust::xxh3::Xxh3DefaultBuilder;
+pub type ConnectorHash = std::hash::BuildHasherDefault<OneShotXxh3>;
+
+/// A hasher for one string key: `xxh3_64` of its bytes in one call.
+///
+/// The streaming `Xxh3Default` hasher buffers its input and runs the full
+/// streaming digest on `finish`; for a 12-byte connector id that was most
+/// of the engine's per-event lookup (issue 8 profile). `str` hashes as its
+/// bytes then a `0xff` terminator: the bytes take the one-shot hash, the
+/// terminator is folded in without a second pass. The map lives in memory
+/// only, so the hash need not match any earlier version.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OneShotXxh3(u64);
+
+impl std::hash::Hasher for OneShotXxh3 {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Parameters the state needs, derived from the config.
 #[derive(Debug, Clone)]

@@ -43,8 +43,10 @@ impl Ring {
     /// already holds a newer tag (the event is too old for this ring).
     /// `aged` receives the request count of a reused slot.
     pub(super) fn slot(&mut self, tag: i32, aged: &mut u64) -> Option<&mut Bucket> {
-        let n = self.slots.len() as i64;
-        let b = &mut self.slots[(tag as i64).rem_euclid(n) as usize];
+        // 32-bit remainder: a 64-bit division costs several times more,
+        // and every event takes two of these (day and hour rings).
+        let n = self.slots.len() as i32;
+        let b = &mut self.slots[tag.rem_euclid(n) as usize];
         if b.tag == tag {
             return Some(b);
         }

@@ -51,11 +51,14 @@ impl ScopeState {
         }
     }
 
-    /// Adds one valid event. Returns the requests aged out of reused slots.
-    pub(super) fn record(&mut self, ev: &Event<'_>, p: &Params) -> u64 {
+    /// Adds one valid event of UTC day `day` (`day_of(ev.ts)`, which the
+    /// caller has already computed). Returns the requests aged out of
+    /// reused slots.
+    pub(super) fn record(&mut self, ev: &Event<'_>, day: i32, p: &Params) -> u64 {
+        debug_assert_eq!(day, day_of(ev.ts));
         let class = Class::of(ev.status);
         let outcome = classify::outcome(ev.status, ev.fault, p.unattributed);
-        let (day, hour) = (day_of(ev.ts), hour_of(ev.ts));
+        let hour = hour_of(ev.ts);
         let mut aged = 0;
         self.total.record(class, outcome);
         if let Some(b) = self.days.slot(day, &mut aged) {
@@ -211,10 +214,10 @@ mod tests {
         let mut s = ScopeState::new(&p);
         let mut ahead = ev("2026-11-20T11:00:30Z", None);
         ahead.connection = Some(Cow::Borrowed("k1"));
-        s.record(&ahead, &p);
+        s.record(&ahead, day_of(ahead.ts), &p);
         let mut late = ev("2026-11-20T10:59:00Z", None);
         late.connection = Some(Cow::Borrowed("k2"));
-        s.record(&late, &p);
+        s.record(&late, day_of(late.ts), &p);
         let now = parse_rfc3339("2026-11-20T10:59:59Z").unwrap();
         // By hand: the ring holds hour 11 only, so the 1h window at 10:59:59
         // (hour 10) has no bucket: 0 requests; and so 0 active connections.
