@@ -20,10 +20,10 @@
 //! - `decode`: `event::decode_line` over every line (parse + validation),
 //!   and the same through the `serde_json` path alone (`serde_json_path`:
 //!   the decoder before its sonic-rs fast path);
-//! - `classify_aggregate`: decoded events ingested into a `Store` (64
-//!   shards, as `report`), and into one `Engine` (one single-writer task);
+//! - `classify_aggregate`: decoded events ingested into one `Engine` (one
+//!   single-writer task, or one of `report`'s workers);
 //! - `report_end_to_end`: `report::report_file` on the corpus file, with 1
-//!   and with 2 decode threads.
+//!   and with 2 worker threads.
 //!
 //! After criterion, a plain summary: events/s per workload (best of a few
 //! timed runs in this process) and its ratio to the `parse_only`
@@ -39,11 +39,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use connector_ga_exporter::config::Config;
-use connector_ga_exporter::engine::event::{self, Event, RejectCounts};
+use connector_ga_exporter::engine::event::{self, Event};
 use connector_ga_exporter::engine::state::{Admission, Engine, Params, SeriesBudget};
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report;
-use connector_ga_exporter::store::Store;
 use criterion::{Criterion, SamplingMode, Throughput};
 
 struct Fixture {
@@ -173,19 +172,6 @@ fn admission(f: &Fixture) -> Admission {
     Admission::report_at(f.now, f.cfg.criteria.retention_days)
 }
 
-fn aggregate(f: &Fixture) -> u64 {
-    // As `report` does: 64 shards, batches of 4096 events.
-    let store = Store::from_config(&f.cfg, 64);
-    let adm = admission(f);
-    let mut rejected = RejectCounts::default();
-    let mut accepted = 0;
-    for chunk in f.events.chunks(4096) {
-        accepted += store.ingest_batch(chunk.to_vec(), &adm, &mut rejected);
-    }
-    black_box(&store);
-    accepted
-}
-
 fn aggregate_engine(f: &Fixture) -> u64 {
     // One Engine, one writer: what a per-partition task does.
     let p = Params::from_config(&f.cfg);
@@ -216,13 +202,12 @@ fn end_to_end_2(f: &Fixture) -> u64 {
 
 type Workload = (&'static str, &'static str, fn(&Fixture) -> u64);
 
-const WORKLOADS: [Workload; 9] = [
+const WORKLOADS: [Workload; 8] = [
     ("parse_only", "serde_json_value", parse_value),
     ("parse_only", "borrowed_struct", parse_borrowed),
     ("parse_only", "ignored_any", parse_ignored),
     ("decode", "serde_json_path", decode_reference),
     ("decode", "decode_line", decode),
-    ("classify_aggregate", "store_ingest", aggregate),
     ("classify_aggregate", "engine_ingest", aggregate_engine),
     ("report_end_to_end", "threads_1", end_to_end_1),
     ("report_end_to_end", "threads_2", end_to_end_2),

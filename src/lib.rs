@@ -11,10 +11,8 @@
 //!   verdict and its budgets. Pure: no tokio, rdkafka or HTTP, and no clock
 //!   (every function takes `now`).
 //! - [`config`]: the configuration and its validation.
-//! - [`store`]: the engine's state as `report` holds it (sharded for
-//!   parallel ingestion).
 //! - [`task`]: the daemon's state, one task per aggregated partition, and
-//!   the readers' lock-free handle on it.
+//!   the readers' lock-free handle on it; `report` ingests through it too.
 //! - [`telemetry`]: the daemon's own metrics.
 //! - [`checkpoint`]: snapshots of that state with their offsets.
 //! - [`kafka`]: the consumer group, offsets, dead letters.
@@ -35,7 +33,6 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod serve;
-pub mod store;
 pub mod task;
 pub mod telemetry;
 pub mod tools;

@@ -1,11 +1,16 @@
 //! The report document of SPEC §8 (JSON and a table for people), and the
 //! `report` command: a file of events in, the verdict of every scope out.
 //!
-//! The file is streamed: NDJSON is cut into chunks at line ends and decoded
-//! by one thread per core into the sharded [`Store`]; memory holds a few
-//! chunks, never the file. A file that is one multi-line JSON document (a
+//! The file is streamed: NDJSON is cut into chunks at line ends, and each
+//! of `threads` workers decodes the chunks it takes into a [`Task`] of its
+//! own, through the daemon's ingest entry point ([`Task::ingest`]); memory
+//! holds a few chunks, never the file. The workers' engines are merged per
+//! connector at the end, the way a member merges a connector held by
+//! several tasks (exact: see [`measure::measure_held`]), and measured by the
+//! same threads. A file that is one multi-line JSON document (a
 //! pretty-printed array) is read whole, as it cannot be cut.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -18,11 +23,11 @@ use serde_json::{json, Map, Value};
 use crate::config::Config;
 use crate::engine::budget::{Allowance, Budget, DailyRow};
 use crate::engine::event::{self, Event, Reject, RejectCounts};
-use crate::engine::measure::ScopeReport;
-use crate::engine::state::{Admission, Params};
+use crate::engine::measure::{self, ScopeReport};
+use crate::engine::state::{self, Admission, ConnectorState, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::{self, Micros};
 use crate::render::numfmt::{self, Cmp};
-use crate::store::Store;
+use crate::task::{Task, TaskId, TaskView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -55,24 +60,27 @@ pub struct Membership {
 }
 
 impl Report {
-    pub fn build(store: &Store, cfg: &Config, now: Micros, rejected: RejectCounts) -> Report {
-        Report::build_with(store, cfg, now, rejected, false)
+    /// The report over some engines at `now` (a connector held by several
+    /// is merged first, so each scope appears once).
+    pub fn build(engines: &[&Engine], cfg: &Config, now: Micros, rejected: RejectCounts) -> Report {
+        Report::build_with(engines, cfg, now, rejected, false)
     }
 
     /// [`Report::build`], with every scope's `daily` series when `daily`
     /// (`report --daily`, `?daily=true`).
     pub fn build_with(
-        store: &Store,
+        engines: &[&Engine],
         cfg: &Config,
         now: Micros,
         rejected: RejectCounts,
         daily: bool,
     ) -> Report {
+        let params = Params::from_config(cfg);
         Report {
             now,
             criteria_window_days: cfg.criteria.window_days,
             rejected,
-            scopes: store.measure_all_with(cfg, now, daily),
+            scopes: measure::measure_engines(engines, cfg, now, daily, &params),
             membership: None,
         }
     }
@@ -281,26 +289,44 @@ fn daily_json(r: &DailyRow) -> Value {
 /// Bytes per chunk handed to a decode thread.
 const CHUNK: usize = 1 << 20;
 
-/// Ingests events into a store, tracking rejections and the latest valid
-/// event time. Used by `report` (one per decode thread).
-struct Ingestor<'s> {
-    store: &'s Store,
+/// One worker of `report`: a task of its own, fed through the daemon's
+/// ingest entry point, and the latest valid event time it saw.
+struct Worker<'p> {
+    task: Task,
     adm: Admission,
-    rejected: RejectCounts,
+    params: &'p Params,
+    budget: &'p SeriesBudget,
     max_ts: Option<Micros>,
 }
 
-impl<'s> Ingestor<'s> {
-    fn payload<'b>(&mut self, bytes: &'b [u8], lines: bool) {
-        let mut batch: Vec<Event<'b>> = Vec::with_capacity(4096);
-        let rejected = &mut self.rejected;
-        let max_ts = &mut self.max_ts;
-        let mut sink = |r: Result<Event<'b>, Reject>| match r {
+impl<'p> Worker<'p> {
+    fn new(i: usize, adm: Admission, params: &'p Params, budget: &'p SeriesBudget) -> Self {
+        Worker {
+            task: Task::new(TaskId::new("report", i as i32)),
+            adm,
+            params,
+            budget,
+            max_ts: None,
+        }
+    }
+
+    /// Decodes and ingests one chunk: events go to the task as they are
+    /// decoded, while their line is still in cache.
+    fn payload(&mut self, bytes: &[u8], lines: bool) {
+        let Worker {
+            task,
+            adm,
+            params,
+            budget,
+            max_ts,
+        } = self;
+        let mut sink = |r: Result<Event<'_>, Reject>| match r {
             Ok(ev) => {
                 *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
-                batch.push(ev);
+                // A rejection is counted in the task.
+                let _ = task.ingest(&ev, adm, params, budget);
             }
-            Err(r) => rejected.add(r, 1),
+            Err(r) => task.reject(r, 1),
         };
         if lines {
             for line in bytes.split(|&b| b == b'\n') {
@@ -309,8 +335,19 @@ impl<'s> Ingestor<'s> {
         } else {
             event::decode_payload(bytes, &mut sink);
         }
-        self.store
-            .ingest_batch(batch, &self.adm, &mut self.rejected);
+    }
+
+    /// The task's engine and rejections, and the latest valid event time.
+    fn finish(self) -> (Engine, RejectCounts, Option<Micros>) {
+        let mut task = self.task;
+        let view = task.view();
+        // The view shares every scope with the task: dropping the task
+        // leaves the view the only owner, so nothing is copied later.
+        drop(task);
+        let TaskView {
+            engine, rejected, ..
+        } = Arc::try_unwrap(view).expect("the view has no other owner");
+        (engine, rejected, self.max_ts)
     }
 }
 
@@ -342,13 +379,15 @@ pub fn report_file_with(
     };
     let mut file = File::open(path).map_err(io)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let params = Params::from_config(cfg);
     // SPEC §4: in `report` only `too_old` applies; `max_series` bounds the
     // daemon's memory over time, not a one-off file, so no series limit.
-    let store = Store::new(64, Params::from_config(cfg), usize::MAX);
+    let budget = SeriesBudget::new(usize::MAX);
     let adm = match now {
         Some(n) => Admission::report_at(n, cfg.criteria.retention_days),
         None => Admission::default(),
     };
+    let threads = threads.max(1);
     let progress = std::io::stderr().is_terminal() && size > 64 * CHUNK as u64;
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(size);
@@ -376,44 +415,33 @@ pub fn report_file_with(
         .unwrap_or(&[]);
     let streaming = n == CHUNK && event::is_complete_doc(first_line);
 
-    let mut results: Vec<(RejectCounts, Option<Micros>)> = Vec::new();
+    let mut results: Vec<(Engine, RejectCounts, Option<Micros>)> = Vec::new();
     if !streaming {
         // A small file, or one multi-line document that cannot be cut:
         // read it whole.
         let mut all = first;
         file.read_to_end(&mut all).map_err(io)?;
-        let mut ing = Ingestor {
-            store: &store,
-            adm,
-            rejected: RejectCounts::default(),
-            max_ts: None,
-        };
-        ing.payload(&all, false);
-        results.push((ing.rejected, ing.max_ts));
+        let mut w = Worker::new(0, adm, &params, &budget);
+        w.payload(&all, false);
+        results.push(w.finish());
     } else {
-        let threads = threads.max(1);
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(threads * 2);
         let rx = Arc::new(Mutex::new(rx));
         let read_result = std::thread::scope(|sc| {
             let handles: Vec<_> = (0..threads)
-                .map(|_| {
+                .map(|i| {
                     let rx = Arc::clone(&rx);
-                    let store = &store;
+                    let (params, budget) = (&params, &budget);
                     sc.spawn(move || {
-                        let mut ing = Ingestor {
-                            store,
-                            adm,
-                            rejected: RejectCounts::default(),
-                            max_ts: None,
-                        };
+                        let mut w = Worker::new(i, adm, params, budget);
                         loop {
                             let chunk = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             match chunk {
-                                Ok(c) => ing.payload(&c, true),
+                                Ok(c) => w.payload(&c, true),
                                 Err(_) => break,
                             }
                         }
-                        (ing.rejected, ing.max_ts)
+                        w.finish()
                     })
                 })
                 .collect();
@@ -431,16 +459,99 @@ pub fn report_file_with(
     }
     let mut rejected = RejectCounts::default();
     let mut max_ts: Option<Micros> = None;
-    for (r, m) in results {
+    let mut engines = Vec::with_capacity(results.len());
+    for (e, r, m) in results {
         rejected.merge(&r);
         max_ts = match (max_ts, m) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        engines.push(e);
     }
     let now = now.or(max_ts).unwrap_or(fallback_now);
-    rejected.add(Reject::TooOld, store.settle_retention(now));
-    Ok(Report::build_with(&store, cfg, now, rejected, daily))
+    rejected.add(
+        Reject::TooOld,
+        settle_retention(&mut engines, now, &params, &budget),
+    );
+    Ok(Report {
+        now,
+        criteria_window_days: cfg.criteria.window_days,
+        rejected,
+        scopes: measure_all(engines, cfg, now, daily, &params, threads),
+        membership: None,
+    })
+}
+
+/// Events held that `now` puts outside retention (`too_old` in hindsight,
+/// for `report` without `--now`), and drops the scopes left with nothing
+/// else. Each event is in exactly one engine, so the sum over engines is
+/// the count of the events; merging cannot bring an older day back.
+fn settle_retention(
+    engines: &mut [Engine],
+    now: Micros,
+    params: &Params,
+    budget: &SeriesBudget,
+) -> u64 {
+    let min_day = state::retention_start(now, params.retention_days);
+    let mut n = 0;
+    for e in engines {
+        n += std::mem::take(&mut e.aged_out);
+        for c in e.connectors.values() {
+            for (_, s) in c.scopes() {
+                n += s.requests_in_days(i32::MIN + 1, min_day - 1);
+            }
+        }
+        e.prune(min_day, budget);
+    }
+    n
+}
+
+/// Every scope of the workers' engines, sorted (SPEC §8): each connector's
+/// states are moved out of the engines, grouped by connector onto
+/// `threads` threads, merged there ([`measure::measure_held`]) and
+/// measured.
+fn measure_all(
+    engines: Vec<Engine>,
+    cfg: &Config,
+    now: Micros,
+    daily: bool,
+    params: &Params,
+    threads: usize,
+) -> Vec<ScopeReport> {
+    type Held = BTreeMap<String, Vec<ConnectorState>>;
+    let mut groups: Vec<Held> = (0..threads).map(|_| Held::new()).collect();
+    for e in engines {
+        for (id, c) in e.connectors {
+            let g = state::shard_of(&id, threads);
+            groups[g].entry(id).or_default().push(c);
+        }
+    }
+    let measure = |held: Held| {
+        let mut out = Vec::new();
+        for (id, states) in held {
+            out.extend(measure::measure_held(&id, states, cfg, now, daily, params));
+        }
+        out
+    };
+    let mut out: Vec<ScopeReport> = if threads == 1 {
+        groups.into_iter().flat_map(measure).collect()
+    } else {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|g| {
+                    let measure = &measure;
+                    sc.spawn(move || measure(g))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("measure thread panicked"))
+                .collect()
+        })
+    };
+    measure::sort_scopes(&mut out);
+    out
 }
 
 fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

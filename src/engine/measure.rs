@@ -124,6 +124,31 @@ pub fn measure_engines(
     out
 }
 
+/// The scopes of one connector whose states were held by several engines
+/// (`report`'s workers), handed over by value: merged into the first (its
+/// scopes are copied only where still shared), then measured; unsorted.
+/// As in [`measure_engines`], the merge is exact for every window at `now`:
+/// each structure merges to what one engine fed all the events would hold
+/// (SPEC §5 and §12).
+pub fn measure_held(
+    id: &str,
+    held: Vec<ConnectorState>,
+    cfg: &Config,
+    now: Micros,
+    daily: bool,
+    params: &Params,
+) -> Vec<ScopeReport> {
+    let mut held = held.into_iter();
+    let Some(mut c) = held.next() else {
+        return Vec::new();
+    };
+    let budget = SeriesBudget::new(usize::MAX);
+    for o in held {
+        c.merge(&o, params, &budget);
+    }
+    measure_scopes(id, &c, cfg, now, daily)
+}
+
 /// SPEC §8 order: by connector, then cloud name, `all` first.
 pub fn sort_scopes(out: &mut [ScopeReport]) {
     out.sort_by(|a, b| {

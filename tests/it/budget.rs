@@ -4,13 +4,13 @@
 //! worked out in integers in the comments or by a checker that shares no
 //! code with `budget.rs`.
 
+use crate::shards::Shards;
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event::{self, RejectCounts};
 use connector_ga_exporter::engine::measure::ScopeReport;
 use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report::Report;
-use connector_ga_exporter::store::Store;
 
 fn t(s: &str) -> Micros {
     timeutil::parse_rfc3339(s).unwrap_or_else(|| panic!("bad time {s}"))
@@ -33,7 +33,7 @@ fn events(n: u64, day: &str, status: u16, fault: Option<&str>, conn: &str) -> Ve
 
 fn report(cfg: &Config, lines: &[String], now: &str) -> Report {
     let now = t(now);
-    let store = Store::from_config(cfg, 1);
+    let mut store = Shards::from_config(cfg, 1);
     let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let payload: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let mut rejected = RejectCounts::default();
@@ -44,7 +44,7 @@ fn report(cfg: &Config, lines: &[String], now: &str) -> Report {
     });
     assert_eq!(rejected.total(), 0, "test corpus has no rejection");
     store.ingest_batch(evs, &adm, &mut rejected);
-    Report::build_with(&store, cfg, now, rejected, true)
+    store.report_with(cfg, now, rejected, true)
 }
 
 fn all(r: &Report) -> &ScopeReport {

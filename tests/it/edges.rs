@@ -6,12 +6,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::shards::Shards;
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event::{self, Reject, RejectCounts};
 use connector_ga_exporter::engine::state::{Admission, Engine};
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report::{self, Report};
-use connector_ga_exporter::store::Store;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -66,7 +66,7 @@ fn slo_of(r: &Report) -> SloView {
 
 /// The daemon's path: a sharded store fed in batches, as the consumer does.
 fn via_store(cfg: &Config, lines: &[String], shards: usize, batch: usize) -> Report {
-    let store = Store::from_config(cfg, shards);
+    let mut store = Shards::from_config(cfg, shards);
     let adm = Admission::report_at(now(), cfg.criteria.retention_days);
     let mut rejected = RejectCounts::default();
     for chunk in lines.chunks(batch) {
@@ -75,7 +75,7 @@ fn via_store(cfg: &Config, lines: &[String], shards: usize, batch: usize) -> Rep
         event::decode_payload(payload.as_bytes(), |r| evs.push(r.unwrap()));
         store.ingest_batch(evs, &adm, &mut rejected);
     }
-    Report::build(&store, cfg, now(), rejected)
+    store.report(cfg, now(), rejected)
 }
 
 /// Issue 10 item 1: 100,600 active connections, 600 under the SLA bar.
@@ -134,19 +134,14 @@ fn slo_past_the_cap_is_a_deterministic_sample() {
     // two halves of the shuffled events, 50,300 connections each, exact on
     // their own; their merge passes the cap and must give the same sample.
     let (a, b) = shuffled.split_at(shuffled.len() / 2);
-    let halves = Store::from_config(&cfg, 8);
+    let mut halves = Shards::from_config(&cfg, 8);
     for half in [a, b] {
         let s = via_store_engines(&cfg, half);
         halves.restore(s);
     }
     seen.push((
         "two halves merged".into(),
-        slo_of(&Report::build(
-            &halves,
-            &cfg,
-            now(),
-            RejectCounts::default(),
-        )),
+        slo_of(&halves.report(&cfg, now(), RejectCounts::default())),
     ));
 
     let (active, meeting, slo, pass) = seen[0].1;
@@ -165,15 +160,13 @@ fn slo_past_the_cap_is_a_deterministic_sample() {
 
 /// The engines of one store fed with `lines` (what a snapshot holds).
 fn via_store_engines(cfg: &Config, lines: &[String]) -> Vec<Engine> {
-    let store = Store::from_config(cfg, 4);
+    let mut store = Shards::from_config(cfg, 4);
     let adm = Admission::report_at(now(), cfg.criteria.retention_days);
     let payload = lines.join("\n");
     let mut evs = Vec::new();
     event::decode_payload(payload.as_bytes(), |r| evs.push(r.unwrap()));
     store.ingest_batch(evs, &adm, &mut RejectCounts::default());
-    (0..store.shard_count())
-        .map(|i| store.lock(i).clone())
-        .collect()
+    store.engines()
 }
 
 /// With the cap raised to 100,600 the same events are counted exactly:

@@ -17,6 +17,7 @@
 //! - `harness`: the daemon and `mock-kafka` as child processes, one builder
 //!   for every test that starts `run`.
 //! - `scale`: SPEC §12 with several member processes on one `mock-kafka`.
+//! - `shards`: engines fed by connector or by batch, for the layout tests.
 
 mod abuse;
 mod alert_rules;
@@ -30,6 +31,7 @@ mod props;
 mod report_cli;
 mod rules;
 mod scale;
+mod shards;
 mod state_store;
 
 /// Shared helpers for the test modules.

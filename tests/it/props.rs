@@ -1,14 +1,14 @@
 //! Property tests: the decoder never panics and reads generated events
 //! exactly (fields, or the first rejection reason); the report does not depend on
-//! how events are batched, ordered or sharded; distinct counts are exact up
+//! how events are batched, ordered or sharded (by connector, or by batch with
+//! each connector merged across engines); distinct counts are exact up
 //! to 10,000 values.
 
+use crate::shards::{Layout, Shards};
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event::{self, Event, Reject, RejectCounts};
 use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::engine::timeutil::{self, Micros, MICROS_PER_DAY};
-use connector_ga_exporter::report::Report;
-use connector_ga_exporter::store::Store;
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
 use proptest::test_runner::TestCaseError;
@@ -501,9 +501,9 @@ fn config() -> Config {
 
 /// Ingests `batches` (each one payload of NDJSON lines) into a store of
 /// `shards` shards, as `report --now` admits them, and renders the report.
-fn report_json(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> Value {
+fn report_json(cfg: &Config, batches: &[Vec<&String>], shards: usize, layout: Layout) -> Value {
     let now = now();
-    let store = Store::from_config(cfg, shards);
+    let mut store = Shards::with_layout(cfg, shards, layout);
     let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let mut rejected = RejectCounts::default();
     for b in batches {
@@ -515,14 +515,14 @@ fn report_json(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> Value {
         });
         store.ingest_batch(evs, &adm, &mut rejected);
     }
-    Report::build(&store, cfg, now, rejected).to_json()
+    store.report(cfg, now, rejected).to_json()
 }
 
 /// A JSON value with every window's ratios too (the report shows only the
 /// criteria window): compares all measures, not just what JSON shows.
-fn full(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> (Value, String) {
+fn full(cfg: &Config, batches: &[Vec<&String>], shards: usize, layout: Layout) -> (Value, String) {
     let now = now();
-    let store = Store::from_config(cfg, shards);
+    let mut store = Shards::with_layout(cfg, shards, layout);
     let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let mut rejected = RejectCounts::default();
     for b in batches {
@@ -539,7 +539,7 @@ fn full(cfg: &Config, batches: &[Vec<&String>], shards: usize) -> (Value, String
             }
         }
     }
-    let r = Report::build(&store, cfg, now, rejected);
+    let r = store.report(cfg, now, rejected);
     let windows = r
         .scopes
         .iter()
@@ -576,14 +576,19 @@ proptest! {
             }),
         cuts in proptest::collection::vec(any::<usize>(), 0..8),
         shards in 1usize..9,
+        by_batch in any::<bool>(),
     ) {
         let cfg = config();
+        // By batch: a connector lands in several engines (report's workers,
+        // tasks of unkeyed partitions) and is merged when measured.
+        let layout = if by_batch { Layout::ByBatch } else { Layout::ByConnector };
         let identity: Vec<usize> = (0..lines.len()).collect();
-        let reference = report_json(&cfg, &split(&lines, &identity, &[]), 1);
-        let shuffled = report_json(&cfg, &split(&lines, &order, &cuts), shards);
+        let one = Layout::ByConnector;
+        let reference = report_json(&cfg, &split(&lines, &identity, &[]), 1, one);
+        let shuffled = report_json(&cfg, &split(&lines, &order, &cuts), shards, layout);
         prop_assert_eq!(&reference, &shuffled);
-        let (a, wa) = full(&cfg, &split(&lines, &identity, &[]), 1);
-        let (b, wb) = full(&cfg, &split(&lines, &order, &cuts), shards);
+        let (a, wa) = full(&cfg, &split(&lines, &identity, &[]), 1, one);
+        let (b, wb) = full(&cfg, &split(&lines, &order, &cuts), shards, layout);
         prop_assert_eq!(&reference, &a);
         prop_assert_eq!(a, b);
         prop_assert_eq!(wa, wb);
@@ -603,7 +608,7 @@ proptest! {
     ) {
         let cfg = Config::from_toml("").unwrap();
         let now = now();
-        let store = Store::from_config(&cfg, shards);
+        let mut store = Shards::from_config(&cfg, shards);
         let adm = Admission::default();
         let mut lines = String::new();
         for i in 0..n {
@@ -624,7 +629,7 @@ proptest! {
         event::decode_payload(lines.as_bytes(), |r| evs.push(r.expect("valid")));
         store.ingest_batch(evs, &adm, &mut rejected);
         prop_assert_eq!(rejected.total(), 0);
-        let r = Report::build(&store, &cfg, now, rejected);
+        let r = store.report(&cfg, now, rejected);
         let all = r.scopes.iter().find(|s| s.measures.cloud.is_none()).unwrap();
         prop_assert_eq!(all.measures.weekly_active_users, [n as u64, 0, 0]);
         prop_assert_eq!(all.measures.monthly_active_connections, n as u64);
@@ -639,7 +644,7 @@ proptest! {
 fn distinct_exact_per_window_despite_large_retention() {
     let cfg = Config::from_toml("").unwrap();
     let now = now();
-    let store = Store::from_config(&cfg, 1);
+    let mut store = Shards::from_config(&cfg, 1);
     let adm = Admission::default();
     let mut lines = String::new();
     // 70,000 users and connections on day D-32: in retention, in no window.
@@ -660,7 +665,7 @@ fn distinct_exact_per_window_despite_large_retention() {
     let mut evs = Vec::new();
     event::decode_payload(lines.as_bytes(), |r| evs.push(r.expect("valid")));
     store.ingest_batch(evs, &adm, &mut rejected);
-    let r = Report::build(&store, &cfg, now, rejected);
+    let r = store.report(&cfg, now, rejected);
     let s = &r.scopes[0];
     assert_eq!(s.measures.weekly_active_users, [10_000, 0, 0]);
     assert_eq!(s.measures.monthly_active_connections, 10_000);
@@ -678,7 +683,7 @@ proptest! {
     ) {
         let cfg = Config::from_toml("").unwrap();
         let now = now();
-        let store = Store::from_config(&cfg, shards);
+        let mut store = Shards::from_config(&cfg, shards);
         let mut lines = String::new();
         for (i, l) in lats.iter().enumerate() {
             let ts = (now - (i % 3) as i64 * MICROS_PER_DAY) / 1000;
@@ -691,7 +696,7 @@ proptest! {
         let mut evs = Vec::new();
         event::decode_payload(lines.as_bytes(), |r| evs.push(r.expect("valid")));
         store.ingest_batch(evs, &Admission::default(), &mut rejected);
-        let r = Report::build(&store, &cfg, now, rejected);
+        let r = store.report(&cfg, now, rejected);
         let all = r.scopes.iter().find(|s| s.measures.cloud.is_none()).unwrap();
         let mut sorted = lats.clone();
         sorted.sort_by(f64::total_cmp);

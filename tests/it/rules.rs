@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use crate::shards::Shards;
 use chrono::NaiveDate;
 use connector_ga_exporter::config::{Config, ConnectorConfig, Window};
 use connector_ga_exporter::engine::classify::Cloud;
@@ -13,7 +14,6 @@ use connector_ga_exporter::engine::measure::ScopeReport;
 use connector_ga_exporter::engine::state::{Admission, Counts};
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report::{self, Report};
-use connector_ga_exporter::store::Store;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- helpers
@@ -81,7 +81,7 @@ fn run(cfg: &str, events: &[E], now: &str) -> Report {
 
 fn run_cfg(cfg: &Config, events: &[E], now: &str) -> Report {
     let now = t(now);
-    let store = Store::from_config(cfg, 4);
+    let mut store = Shards::from_config(cfg, 4);
     let adm = Admission::report_at(now, cfg.criteria.retention_days);
     let payload: String = events.iter().map(|e| e.line() + "\n").collect();
     let mut rejected = RejectCounts::default();
@@ -91,7 +91,7 @@ fn run_cfg(cfg: &Config, events: &[E], now: &str) -> Report {
         Err(r) => rejected.add(r, 1),
     });
     store.ingest_batch(evs, &adm, &mut rejected);
-    Report::build(&store, cfg, now, rejected)
+    store.report(cfg, now, rejected)
 }
 
 fn scope<'r>(r: &'r Report, connector: &str, cloud: &str) -> &'r ScopeReport {
