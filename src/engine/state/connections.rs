@@ -49,6 +49,11 @@ pub(super) fn bump(v: &mut Vec<(i32, u32, u32)>, tag: i32, fail: bool) {
 }
 
 pub(super) fn merge_vec(v: &mut Vec<(i32, u32, u32)>, o: &[(i32, u32, u32)]) {
+    if v.is_empty() {
+        // Tags are unique in `o`: the loop below would push each in turn.
+        v.extend_from_slice(o);
+        return;
+    }
     for &(t, a, f) in o {
         match v.iter_mut().find(|e| e.0 == t) {
             Some(e) => {

@@ -96,11 +96,7 @@ impl Distinct {
         if day <= self.max_day {
             return;
         }
-        let gap = (day as i64 - self.max_day as i64).min(64);
-        let mut clear = 0u64;
-        for d in (day as i64 - gap + 1)..=(day as i64) {
-            clear |= 1u64 << d.rem_euclid(64);
-        }
+        let clear = reused_bits(self.max_day, day);
         if let Some(m) = &mut self.exact {
             m.retain(|_, bits| {
                 *bits &= !clear;
@@ -159,18 +155,23 @@ impl Distinct {
         }
         let top = self.max_day.max(o.max_day);
         self.advance(top);
-        let mut o = o.clone();
-        o.advance(top);
-        if self.exact.is_some() && o.exact.is_some() {
-            let m = self.exact.as_mut().expect("checked");
-            for (h, bits) in o.exact.take().expect("checked") {
-                *m.entry(h).or_insert(0) |= bits;
+        if let (Some(m), Some(om)) = (&mut self.exact, &o.exact) {
+            // `o` advanced to `top` without copying it: its bits of the
+            // days (o.max_day, top] cleared, values left with none skipped.
+            let clear = reused_bits(o.max_day, top);
+            for (&h, &bits) in om {
+                let bits = bits & !clear;
+                if bits != 0 {
+                    *m.entry(h).or_insert(0) |= bits;
+                }
             }
             if m.len() > EXACT_DISTINCT_CAP {
                 self.switch_to_days(retention);
             }
             return;
         }
+        let mut o = o.clone();
+        o.advance(top);
         self.switch_to_days(retention);
         o.switch_to_days(retention);
         for (d, set) in o.days.iter().flatten() {
@@ -181,6 +182,20 @@ impl Distinct {
             }
         }
     }
+}
+
+/// The bits of the days (max, day], whose bits last meant the days 64
+/// earlier; `max` is a recorded day (not `EMPTY`) and `max < day`.
+fn reused_bits(max: i32, day: i32) -> u64 {
+    if day <= max {
+        return 0;
+    }
+    let gap = (day as i64 - max as i64).min(64);
+    let mut clear = 0u64;
+    for d in (day as i64 - gap + 1)..=(day as i64) {
+        clear |= 1u64 << d.rem_euclid(64);
+    }
+    clear
 }
 
 /// Distinct values over days `lo..=hi` across several [`Distinct`]s:
@@ -272,6 +287,28 @@ mod tests {
         dd.insert(2, 164, 35); // same bit as day 100
         assert_eq!(distinct_count(&[&dd], 164, 164), 1);
         assert_eq!(distinct_count(&[&dd], 130, 164), 1);
+    }
+
+    /// Merging clears the other side's bits of days it has not reached,
+    /// which alias days 64 earlier: by hand, value 1 was seen on day 100,
+    /// whose bit (100 mod 64 = 36) is day 164's; merged with a structure at
+    /// day 164, day 164 holds value 2 only, and days 130..=164 hold values
+    /// 2 and 4 (day 140). The same either way round.
+    #[test]
+    fn merge_does_not_alias_the_other_sides_old_days() {
+        let mut a = Distinct::new();
+        a.insert(1, 100, 35);
+        a.insert(4, 140, 35);
+        let mut b = Distinct::new();
+        b.insert(2, 164, 35);
+        let mut ab = a.clone();
+        ab.merge(&b, 35);
+        let mut ba = b.clone();
+        ba.merge(&a, 35);
+        for m in [&ab, &ba] {
+            assert_eq!(distinct_count(&[m], 164, 164), 1);
+            assert_eq!(distinct_count(&[m], 130, 164), 2);
+        }
     }
 
     #[test]
