@@ -133,7 +133,7 @@ pub fn measure_engines(
 pub fn measure_held(
     id: &str,
     held: Vec<ConnectorState>,
-    cfg: &Config,
+    cfg: &dyn Settings,
     now: Micros,
     daily: bool,
     params: &Params,
