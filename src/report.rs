@@ -53,8 +53,11 @@ pub struct Report {
 /// Which tasks (aggregated partitions) a member's report covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
-    /// (topic, partition) of every owned task, sorted.
+    /// (topic, partition) of every owned task that aggregates, sorted.
     pub tasks: Vec<(String, i32)>,
+    /// With a re-key stage: the input partitions this member reads and
+    /// re-keys (where their rejections are counted).
+    pub read_tasks: Vec<(String, i32)>,
     /// True when the member owns fewer than all the group's tasks.
     pub partial: bool,
 }
@@ -106,19 +109,23 @@ impl Report {
             // SPEC §12: the partitions owned; `topic/partition` strings
             // only when several topics are aggregated (partition numbers
             // alone would then be ambiguous).
-            let one_topic = m.tasks.windows(2).all(|w| w[0].0 == w[1].0);
-            let tasks: Vec<Value> = m
-                .tasks
-                .iter()
-                .map(|(t, p)| {
-                    if one_topic {
-                        json!(p)
-                    } else {
-                        json!(format!("{t}/{p}"))
-                    }
-                })
-                .collect();
-            doc["tasks"] = Value::Array(tasks);
+            let list = |tasks: &[(String, i32)]| -> Value {
+                let one_topic = tasks.windows(2).all(|w| w[0].0 == w[1].0);
+                tasks
+                    .iter()
+                    .map(|(t, p)| {
+                        if one_topic {
+                            json!(p)
+                        } else {
+                            json!(format!("{t}/{p}"))
+                        }
+                    })
+                    .collect()
+            };
+            doc["tasks"] = list(&m.tasks);
+            if !m.read_tasks.is_empty() {
+                doc["read_tasks"] = list(&m.read_tasks);
+            }
             doc["members_partial"] = json!(m.partial);
         }
         doc

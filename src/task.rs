@@ -14,7 +14,9 @@
 //! - The series budget (`max_series`) is one atomic counter for the member.
 //! - The daemon's own counters are `prometheus` atomics.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,17 +57,33 @@ impl std::fmt::Display for TaskId {
     }
 }
 
-/// The state of one aggregated partition: its scopes, how far it has read,
+/// What a task does with its partition's records (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Input keyed by connector: decode, validate and aggregate.
+    Aggregate,
+    /// Input not keyed: decode, validate (every reason up to
+    /// `from_future`), and re-key each valid event by its connector.
+    Read,
+    /// The re-keyed topic: aggregate, dropping records read again
+    /// (replays of the read stage), by their source position.
+    Rekeyed,
+}
+
+/// The state of one partition's task: its scopes, how far it has read,
 /// and what it rejected. Written by one thread only.
 #[derive(Debug)]
 pub struct Task {
     pub id: TaskId,
+    pub stage: Stage,
     engine: Engine,
     /// The next offset whose events are not in `engine`.
     next_offset: Option<i64>,
     events_read: u64,
     rejected: RejectCounts,
-    sources: Vec<SourceMark>,
+    /// Re-keyed tasks: per source partition, the highest source position
+    /// (offset, index in its record) counted.
+    marks: HashMap<(Arc<str>, i32), (i64, u32)>,
     seq: u64,
     /// Written since the last view was published.
     unpublished: bool,
@@ -74,14 +92,15 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(id: TaskId) -> Task {
+    pub fn new(id: TaskId, stage: Stage) -> Task {
         Task {
             id,
+            stage,
             engine: Engine::default(),
             next_offset: None,
             events_read: 0,
             rejected: RejectCounts::default(),
-            sources: Vec::new(),
+            marks: HashMap::new(),
             seq: 0,
             unpublished: true,
             unsaved: true,
@@ -90,15 +109,25 @@ impl Task {
 
     /// A task restored from its checkpoint; its scopes count against the
     /// member's series budget whatever the limit (they hold counted events).
-    pub fn restore(c: TaskCheckpoint, budget: &SeriesBudget) -> Task {
+    pub fn restore(c: TaskCheckpoint, stage: Stage, budget: &SeriesBudget) -> Task {
         budget.force_claim(c.engine.scope_count());
         Task {
             id: TaskId::new(&c.topic, c.partition),
+            stage,
             engine: c.engine,
             next_offset: c.next_offset,
             events_read: c.events_read,
             rejected: c.rejected,
-            sources: c.sources,
+            marks: c
+                .sources
+                .into_iter()
+                .map(|m| {
+                    (
+                        (Arc::from(m.topic.as_str()), m.partition),
+                        (m.offset, m.index),
+                    )
+                })
+                .collect(),
             seq: c.seq,
             unpublished: true,
             unsaved: false,
@@ -173,9 +202,37 @@ impl Task {
             next_offset: self.next_offset,
             events_read: self.events_read,
             rejected: self.rejected.clone(),
-            sources: self.sources.clone(),
+            sources: self
+                .marks
+                .iter()
+                .map(|((t, p), (o, i))| SourceMark {
+                    topic: t.to_string(),
+                    partition: *p,
+                    offset: *o,
+                    index: *i,
+                })
+                .collect(),
             engine: self.engine.view(),
         }
+    }
+
+    /// Re-keyed tasks: whether the record from `source` at (`offset`,
+    /// `index`) was counted already (a replay of the read stage after it
+    /// resumed from its checkpoint). Records of one source partition reach
+    /// a task in source order (one producer per source partition, idempotent),
+    /// so a position at or below the mark is a replay.
+    pub fn replayed(&mut self, source: (&str, i32), offset: i64, index: u32) -> bool {
+        if let Some(m) = self.marks.get_mut(&source as &dyn MarkKey) {
+            if (offset, index) <= *m {
+                return true;
+            }
+            *m = (offset, index);
+        } else {
+            self.marks
+                .insert((Arc::from(source.0), source.1), (offset, index));
+        }
+        self.touch();
+        false
     }
 
     /// Marks the last [`Task::checkpoint`] durable.
@@ -188,6 +245,7 @@ impl Task {
         self.unpublished = false;
         Arc::new(TaskView {
             id: self.id.clone(),
+            stage: self.stage,
             engine: self.engine.view(),
             events_read: self.events_read,
             rejected: self.rejected.clone(),
@@ -209,6 +267,7 @@ impl Task {
 #[derive(Debug)]
 pub struct TaskView {
     pub id: TaskId,
+    pub stage: Stage,
     pub engine: Engine,
     pub events_read: u64,
     pub rejected: RejectCounts,
@@ -224,7 +283,7 @@ pub struct TaskSet {
     views: ArcSwap<Views>,
     params: Params,
     budget: SeriesBudget,
-    /// Partitions of the aggregated topics: all the tasks of the group.
+    /// Partitions of the group's topics: all the tasks of the group.
     total: AtomicUsize,
     /// Tasks assigned but not restored yet.
     restoring: AtomicUsize,
@@ -353,8 +412,14 @@ impl TaskSet {
             scopes: measure::measure_engines(&engines, cfg, now, daily, &self.params),
             membership: Some(Membership {
                 tasks: views
-                    .keys()
-                    .map(|t| (t.topic.to_string(), t.partition))
+                    .values()
+                    .filter(|v| v.stage != Stage::Read)
+                    .map(|v| (v.id.topic.to_string(), v.id.partition))
+                    .collect(),
+                read_tasks: views
+                    .values()
+                    .filter(|v| v.stage == Stage::Read)
+                    .map(|v| (v.id.topic.to_string(), v.id.partition))
                     .collect(),
                 partial: views.len() < total || total == 0,
             }),
@@ -368,3 +433,40 @@ impl TaskSet {
         measure::measure_connector(&engines, cfg, now, id, &self.params)
     }
 }
+
+/// Looks up a mark by borrowed (topic, partition), without allocating.
+trait MarkKey {
+    fn key(&self) -> (&str, i32);
+}
+
+impl MarkKey for (&str, i32) {
+    fn key(&self) -> (&str, i32) {
+        (self.0, self.1)
+    }
+}
+
+impl MarkKey for (Arc<str>, i32) {
+    fn key(&self) -> (&str, i32) {
+        (&self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn MarkKey + 'a> for (Arc<str>, i32) {
+    fn borrow(&self) -> &(dyn MarkKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn MarkKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key().hash(h)
+    }
+}
+
+impl PartialEq for dyn MarkKey + '_ {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+
+impl Eq for dyn MarkKey + '_ {}

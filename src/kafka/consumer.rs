@@ -34,12 +34,13 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use super::dead_letter::DeadLetters;
+use super::rekey::{self, Rekeyer, Source};
 use super::undecodable::{is_undecodable, undecodable_code};
 use super::{client_config, KafkaHandle, KafkaSetupError};
 use crate::checkpoint;
 use crate::engine::event::{self, Event, Reject};
 use crate::engine::state::Admission;
-use crate::task::{Task, TaskId, PUBLISH_EVERY};
+use crate::task::{Stage, Task, TaskId, PUBLISH_EVERY};
 use crate::telemetry::wall_clock;
 
 /// Most messages handled in one batch.
@@ -59,6 +60,10 @@ pub(super) struct Inner {
     /// is never contended, it only makes the callbacks' access sound.
     owned: Mutex<Owned>,
     pub(super) dlq: Option<DeadLetters>,
+    /// The re-key stage's producer, when the input is not keyed by connector.
+    rekey: Option<Rekeyer>,
+    /// `<group_id>-by-connector`.
+    rekey_topic: String,
     /// Bumped on every revocation: a batch polled across one is filtered.
     generation: AtomicU64,
     workers: usize,
@@ -69,6 +74,17 @@ pub(super) struct Inner {
 }
 
 impl Inner {
+    /// What the task of a partition of `topic` does.
+    fn stage(&self, topic: &str) -> Stage {
+        if self.rekey.is_none() {
+            Stage::Aggregate
+        } else if topic == self.rekey_topic {
+            Stage::Rekeyed
+        } else {
+            Stage::Read
+        }
+    }
+
     pub(super) fn owned(&self) -> MutexGuard<'_, Owned> {
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -174,9 +190,10 @@ impl Ctx {
         let mut restored = 0;
         for (topic, partition) in &parts {
             let id = TaskId::new(topic, *partition);
+            let stage = inner.stage(topic);
             let task = match checkpoint::load(&*h.store, topic, *partition) {
                 Ok(Some(ckpt)) => {
-                    let t = Task::restore(ckpt, h.tasks.budget());
+                    let t = Task::restore(ckpt, stage, h.tasks.budget());
                     if let Some(o) = t.next_offset() {
                         // Resume exactly after the checkpoint's events.
                         let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(o));
@@ -184,14 +201,14 @@ impl Ctx {
                     restored += 1;
                     t
                 }
-                Ok(None) => Task::new(id.clone()),
+                Ok(None) => Task::new(id.clone(), stage),
                 Err(e) => {
                     // Never count a partition again from empty over counted
                     // events: stop the daemon, saying what is wrong.
                     tracing::error!(task = %id, error = %e, "cannot restore a task");
                     *inner.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     h.stop.store(true, Ordering::Release);
-                    Task::new(id.clone())
+                    Task::new(id.clone(), stage)
                 }
             };
             let mut owned = inner.owned();
@@ -200,22 +217,8 @@ impl Ctx {
             owned.insert(id, task);
         }
         h.tasks.publish(views);
-        let total = group_tasks(c, &h.cfg.kafka.topics);
-        h.tasks.set_total(total);
+        h.tasks.set_total(group_tasks(c, &subscribed(inner)));
         let n = inner.owned().len();
-        if !h.cfg.kafka.input_keyed_by_connector && n < total {
-            // Without connector-keyed input a connector's events are spread
-            // over every partition: a member owning only some of them shows
-            // a partial view of each connector (SPEC §12 needs the re-key
-            // stage for that, not built yet).
-            tracing::warn!(
-                owned = n,
-                partitions = total,
-                "several members with input not keyed by connector: each member's scopes hold only \
-                 part of their connectors' events; set kafka.input_keyed_by_connector = true \
-                 (producers key by connector) or run one member"
-            );
-        }
         h.metrics.tasks_owned.set(n as i64);
         h.tasks.restored(parts.len());
         tracing::info!(
@@ -279,7 +282,17 @@ impl Ctx {
     }
 }
 
-/// The group's tasks: partitions of the aggregated topics.
+/// The topics of the group: the input, and the re-keyed topic when there
+/// is a re-key stage.
+fn subscribed(inner: &Inner) -> Vec<String> {
+    let mut t = inner.h.cfg.kafka.topics.clone();
+    if inner.rekey.is_some() {
+        t.push(inner.rekey_topic.clone());
+    }
+    t
+}
+
+/// The group's tasks: partitions of its topics.
 fn group_tasks(c: &BaseConsumer<Ctx>, topics: &[String]) -> usize {
     topics
         .iter()
@@ -305,6 +318,11 @@ fn checkpoint_tasks(inner: &Inner, tasks: &mut [&mut Task], all: bool) -> Result
     let r = (|| {
         if let Some(d) = &inner.dlq {
             d.flush()?;
+        }
+        // A read task's offset may move only past records the re-keyed
+        // topic holds.
+        if let Some(r) = &inner.rekey {
+            r.flush()?;
         }
         let now = wall_clock();
         let mut todo: Vec<&mut &mut Task> =
@@ -378,9 +396,16 @@ impl Consumer {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let rekey = if h.cfg.kafka.input_keyed_by_connector {
+            None
+        } else {
+            Some(Rekeyer::new(&h.cfg)?)
+        };
         let inner = Arc::new(Inner {
             owned: Mutex::new(Owned::new()),
             dlq,
+            rekey,
+            rekey_topic: rekey::topic(&h.cfg),
             generation: AtomicU64::new(0),
             workers,
             pool: rayon::ThreadPoolBuilder::new()
@@ -396,7 +421,8 @@ impl Consumer {
                 inner: Arc::clone(&inner),
             })
             .map_err(KafkaSetupError::Client)?;
-        let topics: Vec<&str> = h.cfg.kafka.topics.iter().map(String::as_str).collect();
+        let names = subscribed(&inner);
+        let topics: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .map_err(KafkaSetupError::Subscribe)?;
@@ -548,6 +574,9 @@ struct Decoded<'a> {
     task_of: Vec<u32>,
     /// (message index in the batch, source bytes, index inside an array)
     sources: Vec<(usize, &'a [u8], Option<usize>)>,
+    /// Each event's position among its record's events (read stage), or
+    /// its source position (re-keyed records).
+    origin: Vec<Origin<'a>>,
     /// (task, offset, events read) per message.
     read: Vec<(u32, i64, u64)>,
     rejected: Vec<(u32, Reject)>,
@@ -624,17 +653,40 @@ fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
                 let Some(t) = lent_task(mine, d.task_of[k], w, owners) else {
                     continue;
                 };
-                if let Err(reason) = t.ingest(ev, &adm, params, budget) {
-                    if let Some(dlq) = &inner.dlq {
-                        let (mi, raw, idx) = d.sources[k];
-                        let m = &batch[mi];
-                        dlq.send(
-                            (m.topic(), m.partition(), m.offset()),
-                            Some(raw),
-                            idx,
-                            reason,
-                        );
+                let (mi, raw, idx) = d.sources[k];
+                let m = &batch[mi];
+                let mut at = (m.topic(), m.partition(), m.offset());
+                let r = match (t.stage, d.origin[k]) {
+                    (Stage::Read, Origin::Index(i)) => {
+                        // Rejections up to `from_future` are decided here;
+                        // the rest leaves for its connector's partition.
+                        let r = adm.admit(ev.ts);
+                        match r {
+                            Ok(()) => inner.rekey.as_ref().expect("read stage").send(
+                                &ev.connector,
+                                raw,
+                                Source {
+                                    topic: m.topic(),
+                                    partition: m.partition(),
+                                    offset: m.offset(),
+                                    index: i,
+                                },
+                            ),
+                            Err(reason) => t.reject(reason, 1),
+                        }
+                        r
                     }
+                    (Stage::Rekeyed, Origin::Source(s)) => {
+                        if t.replayed((s.topic, s.partition), s.offset, s.index) {
+                            continue;
+                        }
+                        at = (s.topic, s.partition, s.offset);
+                        t.ingest(ev, &adm, params, budget)
+                    }
+                    _ => t.ingest(ev, &adm, params, budget),
+                };
+                if let (Err(reason), Some(dlq)) = (r, &inner.dlq) {
+                    dlq.send(at, Some(raw), idx, reason);
                 }
             }
             for &(i, offset, n) in &d.read {
@@ -670,6 +722,15 @@ fn lent_task<'x>(
     mine[i / owners].as_deref_mut()
 }
 
+/// Where an event sits in the stream, for the re-key stage.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// The k-th event of its input record.
+    Index(u32),
+    /// A re-keyed record: its source position.
+    Source(Source<'a>),
+}
+
 fn decode_chunk<'a>(
     inner: &Inner,
     msgs: &'a [OwnedMessage],
@@ -680,6 +741,7 @@ fn decode_chunk<'a>(
         events: Vec::with_capacity(msgs.len()),
         task_of: Vec::with_capacity(msgs.len()),
         sources: Vec::with_capacity(msgs.len()),
+        origin: Vec::with_capacity(msgs.len()),
         read: Vec::with_capacity(msgs.len()),
         rejected: Vec::new(),
     };
@@ -687,26 +749,50 @@ fn decode_chunk<'a>(
         let Some(ti) = task_index[first + k] else {
             continue;
         };
+        let rekeyed = inner.stage(m.topic()) == Stage::Rekeyed;
+        let src = if rekeyed { rekey::source_of(m) } else { None };
+        if rekeyed && src.is_none() {
+            // Not written by the re-key stage: nothing says where it came
+            // from, so it cannot be counted exactly once.
+            tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "record without source headers in the re-keyed topic: skipped"
+            );
+            d.read.push((ti, m.offset(), 0));
+            continue;
+        }
         let payload = m.payload().unwrap_or(&[]);
-        let n = event::decode_payload_raw(payload, |r, raw, idx| match r {
-            Ok(ev) => {
-                d.events.push(ev);
-                d.task_of.push(ti);
-                d.sources.push((first + k, raw, idx));
-            }
-            Err(reason) => {
-                d.rejected.push((ti, reason));
-                if let Some(dlq) = &inner.dlq {
-                    dlq.send(
-                        (m.topic(), m.partition(), m.offset()),
-                        Some(raw),
-                        idx,
-                        reason,
-                    );
+        let mut seq = 0u32;
+        let n = event::decode_payload_raw(payload, |r, raw, idx| {
+            let origin = match src {
+                Some(s) => Origin::Source(s),
+                None => Origin::Index(seq),
+            };
+            seq += 1;
+            match r {
+                Ok(ev) => {
+                    d.events.push(ev);
+                    d.task_of.push(ti);
+                    d.sources.push((first + k, raw, idx));
+                    d.origin.push(origin);
+                }
+                Err(reason) => {
+                    d.rejected.push((ti, reason));
+                    if let Some(dlq) = &inner.dlq {
+                        dlq.send(
+                            (m.topic(), m.partition(), m.offset()),
+                            Some(raw),
+                            idx,
+                            reason,
+                        );
+                    }
                 }
             }
         });
-        d.read.push((ti, m.offset(), n));
+        // Events are counted where they are first read.
+        d.read.push((ti, m.offset(), if rekeyed { 0 } else { n }));
     }
     d
 }

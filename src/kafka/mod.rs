@@ -4,12 +4,14 @@
 //!
 //! - [`consumer`]: the poll loop, the rebalance callbacks (restore on
 //!   assignment, checkpoint on revocation) and the batch pipeline.
+//! - [`rekey`]: the re-key stage, for input not keyed by connector.
 //! - [`dead_letter`]: copies of rejected events with their reason.
 //! - [`undecodable`]: a message that stalls its partition is found, counted
 //!   and skipped.
 
 pub mod consumer;
 pub mod dead_letter;
+pub mod rekey;
 mod undecodable;
 
 use std::sync::atomic::AtomicBool;
@@ -33,6 +35,16 @@ pub enum KafkaSetupError {
     Subscribe(KafkaError),
     #[error("config key `kafka.workers`: cannot start the worker pool: {0}")]
     Pool(String),
+    #[error(
+        "config key `kafka.input_keyed_by_connector`: the re-keyed topic `{topic}` does not exist \
+         and cannot be created ({why}); create it with {partitions} partitions, or set \
+         input_keyed_by_connector = true when producers key every record by its connector"
+    )]
+    RekeyTopic {
+        topic: String,
+        partitions: usize,
+        why: String,
+    },
 }
 
 /// What the Kafka side is handed: the config, the tasks' readers' handle

@@ -1,6 +1,7 @@
 //! Which valid events are admitted (SPEC §4): the retention boundary
 //! (`too_old`), the future skew (`from_future`) and `report --now`.
 
+use crate::engine::event::Reject;
 use crate::engine::timeutil::{day_of, Micros};
 
 /// Which valid events are admitted, besides field validation.
@@ -30,6 +31,20 @@ impl Admission {
             max_ts: None,
             cutoff: Some(now),
         }
+    }
+
+    /// SPEC §4: `too_old` before the retention boundary, `from_future`
+    /// past the skew. Decided where events are first read (the daemon's
+    /// re-key stage applies it before an event leaves for its connector's
+    /// partition).
+    pub fn admit(&self, ts: Micros) -> Result<(), Reject> {
+        if self.min_day.is_some_and(|m| day_of(ts) < m) {
+            return Err(Reject::TooOld);
+        }
+        if self.max_ts.is_some_and(|m| ts > m) {
+            return Err(Reject::FromFuture);
+        }
+        Ok(())
     }
 
     /// The daemon at wall-clock `now`: `too_old` and `from_future`.

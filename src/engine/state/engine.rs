@@ -134,12 +134,10 @@ impl Engine {
         } else {
             self.max_day - p.retention_days as i32 + 1
         };
-        if adm.min_day.is_some_and(|m| day < m) || day < own_min {
+        if day < own_min {
             return Err(Reject::TooOld);
         }
-        if adm.max_ts.is_some_and(|m| ev.ts > m) {
-            return Err(Reject::FromFuture);
-        }
+        adm.admit(ev.ts)?;
         let after_now = adm.cutoff.is_some_and(|c| ev.ts > c);
         let conn = match self.connectors.get_mut(ev.connector.as_ref()) {
             Some(c) => c,
