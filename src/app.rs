@@ -92,9 +92,6 @@ pub async fn run(
             })?;
     tracing::info!(%addr, "serving /metrics, /api/v1/criteria, /healthz, /readyz and /");
 
-    if !cfg.kafka.input_keyed_by_connector {
-        kafka::rekey::ensure_topic(&cfg).await?;
-    }
     let consumer = kafka::Consumer::new(KafkaHandle {
         cfg: Arc::clone(&cfg),
         tasks: Arc::clone(&tasks),

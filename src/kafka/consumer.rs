@@ -292,6 +292,13 @@ fn subscribed(inner: &Inner) -> Vec<String> {
     t
 }
 
+/// Subscribes to the group's topics.
+fn subscribe(c: &BaseConsumer<Ctx>, inner: &Inner) -> Result<(), KafkaSetupError> {
+    let names = subscribed(inner);
+    let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    c.subscribe(&topics).map_err(KafkaSetupError::Subscribe)
+}
+
 /// The group's tasks: partitions of its topics.
 fn group_tasks(c: &BaseConsumer<Ctx>, topics: &[String]) -> usize {
     topics
@@ -383,6 +390,8 @@ pub struct Consumer {
 /// Why the poll loop ended on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
     #[error("{0}")]
     Restore(String),
     #[error("{0}")]
@@ -421,11 +430,9 @@ impl Consumer {
                 inner: Arc::clone(&inner),
             })
             .map_err(KafkaSetupError::Client)?;
-        let names = subscribed(&inner);
-        let topics: Vec<&str> = names.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(KafkaSetupError::Subscribe)?;
+        if inner.rekey.is_none() {
+            subscribe(&consumer, &inner)?;
+        }
         Ok(Consumer {
             consumer,
             inner,
@@ -437,6 +444,16 @@ impl Consumer {
     /// task is checkpointed and its offset committed.
     pub fn run(mut self) -> Result<(), ConsumerError> {
         let h = self.inner.h.clone();
+        if self.inner.rekey.is_some() {
+            // The re-keyed topic is made sure of here, not before `run`
+            // returns to the caller: without a broker the daemon must still
+            // start and serve `/healthz`.
+            rekey::ensure_topic(&h.cfg, &h.stop)?;
+            if h.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            subscribe(&self.consumer, &self.inner)?;
+        }
         let interval = Duration::from_secs(h.cfg.state.checkpoint_interval_seconds);
         let mut last_checkpoint = Instant::now();
         let mut last_publish = Instant::now();

@@ -65,13 +65,13 @@ pub fn client_config(cfg: &Config, consumer: bool) -> ClientConfig {
     let k = &cfg.kafka;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
-    c.set("statistics.interval.ms", "5000");
-    // librdkafka pauses a partition's fetching for `fetch.queue.backoff.ms`
-    // (default 1 s) once its prefetch queue is full: a consumer that does
-    // real work per message then idles most of the time. 10 ms keeps the
-    // queue topped up.
-    c.set("fetch.queue.backoff.ms", "10");
     if consumer {
+        c.set("statistics.interval.ms", "5000");
+        // librdkafka pauses a partition's fetching for `fetch.queue.backoff.ms`
+        // (default 1 s) once its prefetch queue is full: a consumer that does
+        // real work per message then idles most of the time. 10 ms keeps the
+        // queue topped up.
+        c.set("fetch.queue.backoff.ms", "10");
         c.set("group.id", &k.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")

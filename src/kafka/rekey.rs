@@ -11,7 +11,8 @@
 //! task that resumes from its checkpoint produces again what came after it;
 //! the aggregating tasks recognise those records by source position.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -148,9 +149,12 @@ impl Rekeyer {
 }
 
 /// Makes sure the re-keyed topic exists, created with the input's partition
-/// count when absent; where the broker cannot create it, the error names
-/// the topic and the partition count to create.
-pub async fn ensure_topic(cfg: &Config) -> Result<(), KafkaSetupError> {
+/// count when absent. Run by the consumer thread before it subscribes: while
+/// no broker answers it waits (the daemon serves `/healthz` meanwhile, as it
+/// does through any broker outage); once a broker answers and the topic
+/// cannot be created, the error names the topic and the partition count to
+/// create by hand. Returns `Ok` early when `stop` is set.
+pub fn ensure_topic(cfg: &Config, stop: &AtomicBool) -> Result<(), KafkaSetupError> {
     let name = topic(cfg);
     let mut c = client_config(cfg, false);
     // A metadata request must not create the topic with the broker's
@@ -166,28 +170,58 @@ pub async fn ensure_topic(cfg: &Config) -> Result<(), KafkaSetupError> {
             .find(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty())
             .map(|x| x.partitions().len()))
     };
-    if partitions_of(&name)
-        .map_err(KafkaSetupError::Client)?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let mut input = 0;
-    for t in &cfg.kafka.topics {
-        input = input.max(
-            partitions_of(t)
-                .map_err(KafkaSetupError::Client)?
-                .unwrap_or(0),
-        );
-    }
-    let n = input.max(1);
-    let new = NewTopic::new(&name, n as i32, TopicReplication::Fixed(-1));
-    let r = admin
-        .create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(timeout)),
-        )
-        .await;
+    let mut waited = None::<Instant>;
+    let mut wait = |why: String| {
+        // Logged once a minute, not at every retry.
+        if waited.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(topic = %name, "re-key stage waits: {why}");
+            waited = Some(Instant::now());
+        }
+        for _ in 0..10 {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let input = loop {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match partitions_of(&name) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => {
+                wait(format!("no broker answers ({e})"));
+                continue;
+            }
+        }
+        let mut input = 0;
+        let mut failed = None;
+        for t in &cfg.kafka.topics {
+            match partitions_of(t) {
+                Ok(n) => input = input.max(n.unwrap_or(0)),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match (failed, input) {
+            (Some(e), _) => wait(format!("no broker answers ({e})")),
+            // The re-keyed topic takes the input's partition count: wait
+            // for the input to exist rather than guess.
+            (None, 0) => wait(format!(
+                "the input topics {:?} do not exist yet",
+                cfg.kafka.topics
+            )),
+            (None, n) => break n,
+        }
+    };
+    let new = NewTopic::new(&name, input as i32, TopicReplication::Fixed(-1));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    // A broker without CreateTopics (librdkafka's mock cluster has none)
+    // may never answer: the request timeout bounds the wait.
+    let r = futures_executor_block_on(admin.create_topics([&new], &opts));
     let failed = match r {
         Ok(rs) => rs.into_iter().find_map(|r| match r {
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) | Ok(_) => None,
@@ -197,13 +231,23 @@ pub async fn ensure_topic(cfg: &Config) -> Result<(), KafkaSetupError> {
     };
     match failed {
         None => {
-            tracing::info!(topic = %name, partitions = n, "created the re-keyed topic");
+            tracing::info!(topic = %name, partitions = input, "created the re-keyed topic");
             Ok(())
         }
         Some(why) => Err(KafkaSetupError::RekeyTopic {
             topic: name,
-            partitions: n,
+            partitions: input,
             why,
         }),
     }
+}
+
+/// Waits for an admin request on this (non-async) thread: librdkafka's
+/// background thread completes it, so a current-thread runtime suffices.
+fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(f)
 }

@@ -58,6 +58,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     cfg.http.listen = ov.listen.clone().expect("set");
     cfg.state.dir = state_dir;
     cfg.source = Some("config/demo.toml (built into the binary)".into());
+    // The demo's events are not keyed by connector: the re-key stage needs
+    // its topic, which the mock cluster cannot create on request.
+    mock.create_topic(&crate::kafka::rekey::topic(&cfg), 8, 1)?;
 
     let mut gen = Generator::new(loadgen::demo_profiles(), 42);
     let mut sender = Sender::new(&brokers, TOPIC, 200)?;

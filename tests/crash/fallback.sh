@@ -26,7 +26,7 @@ MOCK_PID=""; DAEMON_PID=""; RESULT=FAIL
 source "$HERE/lib.sh"
 
 use_binary
-start_mock 32
+start_mock 32 fallback
 python3 "$HERE/gen_corpus.py" --out "$WORK/corpus.ndjson" --events "$EVENTS" >/dev/null
 N=$(wc -l <"$WORK/corpus.ndjson")
 # Two halves: the second is produced once a first checkpoint exists, so

@@ -40,7 +40,7 @@ source "$HERE/lib.sh"
 
 use_binary
 
-start_mock "$PARTITIONS"
+start_mock "$PARTITIONS" hostile
 
 CORPUS="$WORK/hostile.ndjson"
 python3 "$HERE/gen_corpus.py" --profile hostile --out "$CORPUS" --seed "$SEED" --days 20 \

@@ -41,10 +41,15 @@ use_binary() {
     BIN="$WORK/bin"
 }
 
-# start_mock PARTITIONS: librdkafka's mock cluster in its own process; sets
-# MOCK_PID and BROKERS.
+# start_mock PARTITIONS [GROUP...]: librdkafka's mock cluster in its own
+# process, holding TOPIC and, for each GROUP, the re-keyed topic
+# GROUP-by-connector (the mock cannot create a topic on request; SPEC §12);
+# sets MOCK_PID and BROKERS.
 start_mock() {
-    "$BIN" mock-kafka --topic "$TOPIC:$1" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+    local n=$1 g topics=(--topic "$TOPIC:$1")
+    shift
+    for g in "$@"; do topics+=(--topic "$g-by-connector:$n"); done
+    "$BIN" mock-kafka "${topics[@]}" >"$WORK/mock.out" 2>"$WORK/mock.err" &
     MOCK_PID=$!
     for _ in $(seq 1 100); do [[ -s "$WORK/mock.out" ]] && break; sleep 0.05; done
     BROKERS=$(head -1 "$WORK/mock.out")

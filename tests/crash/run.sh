@@ -57,7 +57,7 @@ use_binary
 log "work dir $WORK, corpus seed $SEED, kill seed $KILL_SEED, $EVENTS events"
 
 # --- mock Kafka --------------------------------------------------------------
-start_mock "$PARTITIONS"
+start_mock "$PARTITIONS" $(for a in $(seq 1 "$MAX_ATTEMPTS"); do echo "crash-$a-$$"; done)
 mock_alive() { kill -0 "$MOCK_PID" 2>/dev/null || fail "mock-kafka (pid $MOCK_PID) died: not a daemon failure; $(tail -3 "$WORK/mock.err")"; }
 
 # --- corpus, config, produce ------------------------------------------------

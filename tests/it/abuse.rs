@@ -14,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::harness::{
-    bin, iso, produce, producer, write_config, Daemon, DaemonCmd, DeadLetterCluster,
+    bin, iso, produce, producer, rekeyed_topic, write_config, Daemon, DaemonCmd, DeadLetterCluster,
 };
 
 /// Runs `run` with `config` (and `env`) and returns (exit code, stderr),
@@ -263,12 +263,62 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
     );
 }
 
+/// SPEC §12: input not keyed by connector needs `<group_id>-by-connector`.
+/// Where the broker cannot create it (librdkafka's mock cluster has no
+/// CreateTopics), start-up stops with one line that names the topic and
+/// the partition count to create: the input's 3.
+#[test]
+fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 3, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let (mut cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+        .topic("ev")
+        .group("g-norekey")
+        .config(&cfg)
+        .state_dir(&dir.path().join("s"))
+        .rust_log(Some("error"))
+        .stderr_piped()
+        .command();
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon kept running without its re-keyed topic");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{err}");
+    assert!(
+        lines[0].starts_with("connector-ga-exporter: config key `kafka.input_keyed_by_connector`")
+            && lines[0].contains("`g-norekey-by-connector`")
+            && lines[0].contains("create it with 3 partitions"),
+        "{err}"
+    );
+}
+
 /// Item 2: snapshots failing after start are counted, logged and retried
 /// every interval; once the directory is writable again they succeed.
 #[test]
 fn failed_checkpoints_are_counted_and_retried() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("ev", 1, 1).unwrap();
+    rekeyed_topic(&mock, "g-ck", 1);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cfg = write_config(dir.path(), "\n[state]\ncheckpoint_interval_seconds = 1\n");
@@ -333,6 +383,7 @@ fn failed_checkpoints_are_counted_and_retried() {
 fn connection_flood_keeps_healthz_and_checkpoints_working() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("ev", 1, 1).unwrap();
+    rekeyed_topic(&mock, "g-flood", 1);
     let dir = tempfile::tempdir().unwrap();
     // CGA_TEST_OLD_CONFIG=1 leaves the [http] keys out, for a build that
     // does not know them.
@@ -429,6 +480,7 @@ fn peak_rss_mb(pid: u32) -> f64 {
 fn concurrent_readers(connectors: usize, readers: usize) -> (f64, f64, f64, usize, f64) {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("ev", 4, 1).unwrap();
+    rekeyed_topic(&mock, "g-read", 4);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
@@ -548,7 +600,7 @@ fn readers_at_10k_scopes() {
 /// the same partition are counted. Before: the partition stalled forever.
 #[test]
 fn oversized_compressed_message_is_counted_and_skipped() {
-    let k = DeadLetterCluster::start();
+    let k = DeadLetterCluster::start("g-big");
     let brokers = &k.brokers;
     let ok = |m: i64| {
         format!(

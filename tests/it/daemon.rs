@@ -8,7 +8,7 @@ use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
 use crate::harness::{
-    bin, iso, metric_in, produce, producer, write_config, Daemon, DeadLetterCluster, MockKafka,
+    bin, iso, metric_in, produce, producer, rekeyed_topic, write_config, Daemon, DeadLetterCluster, MockKafka,
 };
 use std::process::Command;
 
@@ -70,6 +70,7 @@ fn close(v: &Value, want: f64) {
 fn daemon_serves_hand_computed_values_and_drains_on_sigterm() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("ev", 3, 1).unwrap();
+    rekeyed_topic(&mock, "g1", 3);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
@@ -247,7 +248,7 @@ fn daemon_serves_hand_computed_values_and_drains_on_sigterm() {
 
 #[test]
 fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
-    let k = DeadLetterCluster::start();
+    let k = DeadLetterCluster::start("g2");
     let ok = format!(
         r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
         iso(1)
@@ -292,6 +293,7 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
 fn two_members_of_one_group_count_every_event_once() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("ev", 4, 1).unwrap();
+    rekeyed_topic(&mock, "g3", 4);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     // The mock cluster completes a rebalance only after a session timeout
@@ -369,7 +371,7 @@ fn two_members_of_one_group_count_every_event_once() {
 /// its listener.)
 #[test]
 fn broker_outage_loses_nothing() {
-    let mock = MockKafka::start(&["ev:2"]);
+    let mock = MockKafka::start(&["ev:2", "g4-by-connector:2"]);
     let brokers = mock.brokers.clone();
     let signal = |sig: &str| mock.signal(sig);
     let dir = tempfile::tempdir().unwrap();
@@ -418,6 +420,7 @@ fn broker_outage_loses_nothing() {
 fn daily_api_equals_report_daily_and_budget_metrics() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("ev", 1, 1).unwrap();
+    rekeyed_topic(&mock, "g-daily", 1);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");

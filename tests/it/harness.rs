@@ -433,10 +433,12 @@ pub(crate) struct DeadLetterCluster {
 }
 
 impl DeadLetterCluster {
-    pub(crate) fn start() -> DeadLetterCluster {
+    /// For a member of `group` (its re-keyed topic is created too).
+    pub(crate) fn start(group: &str) -> DeadLetterCluster {
         let mock = MockCluster::new(1).unwrap();
         mock.create_topic("ev", 1, 1).unwrap();
         mock.create_topic("dead", 1, 1).unwrap();
+        rekeyed_topic(&mock, group, 1);
         let brokers = mock.bootstrap_servers();
         let dir = tempfile::tempdir().unwrap();
         let cfg = write_config(dir.path(), "\n[kafka]\ndead_letter_topic = \"dead\"\n");
@@ -479,4 +481,15 @@ impl DeadLetterCluster {
         }
         got
     }
+/// Creates on `mock` the re-keyed topic of `group` (`<group>-by-connector`,
+/// SPEC §12) with the input's `partitions`: a member reading input not
+/// keyed by connector needs it, and the mock cluster cannot create a topic
+/// on request (it has no CreateTopics).
+pub(crate) fn rekeyed_topic<C: rdkafka::producer::ProducerContext>(
+    mock: &rdkafka::mocking::MockCluster<'_, C>,
+    group: &str,
+    partitions: i32,
+) {
+    mock.create_topic(&format!("{group}-by-connector"), partitions, 1)
+        .unwrap();
 }

@@ -597,6 +597,7 @@ fn member_without_local_disk_restores_from_s3() {
     assert!(r.status().is_success(), "create bucket: {:?}", r.text());
     let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
     mock.create_topic("ev", 2, 1).unwrap();
+    crate::harness::rekeyed_topic(&mock, "g-s3", 2);
     let brokers = mock.bootstrap_servers();
     let ev = |i: usize, status: u16| {
         format!(
