@@ -18,6 +18,7 @@ pub fn wall_clock() -> Micros {
 pub struct SelfMetrics {
     pub registry: Registry,
     pub tasks_owned: IntGauge,
+    pub read_tasks_owned: IntGauge,
     pub consumer_lag: IntGaugeVec,
     pub kafka_connected: IntGauge,
     pub last_checkpoint: Gauge,
@@ -33,6 +34,11 @@ impl SelfMetrics {
         let tasks_owned = IntGauge::new(
             "connector_ga_tasks_owned",
             "Tasks (aggregated partitions) this member owns now (SPEC §12).",
+        )
+        .expect("valid metric");
+        let read_tasks_owned = IntGauge::new(
+            "connector_ga_read_tasks_owned",
+            "Input partitions this member reads and re-keys by connector (SPEC §12; 0 with input_keyed_by_connector).",
         )
         .expect("valid metric");
         let consumer_lag = IntGaugeVec::new(
@@ -86,6 +92,7 @@ impl SelfMetrics {
             .set(1);
         for c in [
             Box::new(tasks_owned.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(read_tasks_owned.clone()),
             Box::new(consumer_lag.clone()),
             Box::new(kafka_connected.clone()),
             Box::new(last_checkpoint.clone()),
@@ -101,6 +108,7 @@ impl SelfMetrics {
         SelfMetrics {
             registry,
             tasks_owned,
+            read_tasks_owned,
             consumer_lag,
             kafka_connected,
             last_checkpoint,

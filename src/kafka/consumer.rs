@@ -219,7 +219,7 @@ impl Ctx {
         h.tasks.publish(views);
         h.tasks.set_total(group_tasks(c, &subscribed(inner)));
         let n = inner.owned().len();
-        h.metrics.tasks_owned.set(n as i64);
+        set_owned_gauges(inner);
         h.tasks.restored(parts.len());
         tracing::info!(
             assigned = parts.len(),
@@ -278,8 +278,19 @@ impl Ctx {
                 .remove_label_values(&[t.id.topic.as_ref(), &t.id.partition.to_string()]);
             t.release(h.tasks.budget());
         }
-        h.metrics.tasks_owned.set(inner.owned().len() as i64);
+        set_owned_gauges(inner);
     }
+}
+
+/// `connector_ga_tasks_owned` counts the tasks that aggregate (SPEC §12: a
+/// task is an aggregated partition); the re-key stage's read tasks have
+/// their own gauge.
+fn set_owned_gauges(inner: &Inner) {
+    let owned = inner.owned();
+    let read = owned.values().filter(|t| t.stage == Stage::Read).count();
+    let m = &inner.h.metrics;
+    m.tasks_owned.set((owned.len() - read) as i64);
+    m.read_tasks_owned.set(read as i64);
 }
 
 /// The topics of the group: the input, and the re-keyed topic when there

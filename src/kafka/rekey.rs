@@ -163,7 +163,11 @@ pub fn ensure_topic(cfg: &Config, stop: &AtomicBool) -> Result<(), KafkaSetupErr
     let admin: AdminClient<DefaultClientContext> = c.create().map_err(KafkaSetupError::Client)?;
     let timeout = Duration::from_secs(10);
     let partitions_of = |t: &str| -> Result<Option<usize>, KafkaError> {
-        let md = admin.inner().fetch_metadata(Some(t), timeout)?;
+        // Short: SIGTERM is noticed between two requests, and shutdown
+        // waits only 9 s for this thread.
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(t), Duration::from_secs(2))?;
         Ok(md
             .topics()
             .iter()

@@ -177,6 +177,12 @@ backend_in_production = true
 support_model_attested = true
 preview_since = {preview}
 
+[kafka]
+# produce.py --key-by-connector keys every message by its connector (SPEC
+# section 12); the re-key stage is tested on the mock cluster (tests/it/scale.rs,
+# tests/crash), tansu 0.6 has no idempotent producer.
+input_keyed_by_connector = true
+
 [kafka.properties]
 "auto.offset.reset" = "earliest"
 "broker.address.family" = "v4"

@@ -12,6 +12,7 @@ batch.num.messages=1 and a flush after each produce. Exits non-zero when any
 message is not delivered.
 """
 import argparse
+import json
 import sys
 
 from confluent_kafka import KafkaException, Producer
@@ -39,12 +40,50 @@ def messages(path, per_message):
         yield group
 
 
+def connector_of(line):
+    """The connector of an NDJSON line or of a JSON array's first event;
+    "-" when there is none to read (the line is rejected wherever it lands)."""
+    try:
+        v = json.loads(line)
+    except ValueError:
+        return "-"
+    if isinstance(v, list):
+        v = v[0] if v else None
+    c = v.get("connector") if isinstance(v, dict) else None
+    return c if isinstance(c, str) else "-"
+
+
+def keyed_messages(path, per_message):
+    """Yield (key, lines): the lines of each connector, in file order, in
+    messages of at most per_message lines keyed by that connector."""
+    groups = {}
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.rstrip(b"\n")
+            if not line.strip():
+                continue
+            key = connector_of(line)
+            if line.lstrip().startswith(b"["):
+                yield key, [line]
+                continue
+            g = groups.setdefault(key, [])
+            g.append(line)
+            if len(g) >= per_message:
+                yield key, g
+                groups[key] = []
+    for key, g in groups.items():
+        if g:
+            yield key, g
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--brokers", required=True, help="HOST:PORT[,HOST:PORT]")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--input", required=True, help="corpus file (NDJSON)")
     ap.add_argument("--lines-per-message", type=int, default=50)
+    ap.add_argument("--key-by-connector", action="store_true",
+                    help="key each message by its lines' connector (kafka.input_keyed_by_connector)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per flush")
     args = ap.parse_args()
 
@@ -69,9 +108,14 @@ def main():
             delivered[0] += 1
 
     sent = lines = 0
-    for i, group in enumerate(messages(args.input, args.lines_per_message)):
+    if args.key_by_connector:
+        source = ((k.encode(), g) for k, g in keyed_messages(args.input, args.lines_per_message))
+    else:
+        # Keys that spread messages over the partitions.
+        source = ((f"m{i}".encode(), g)
+                  for i, g in enumerate(messages(args.input, args.lines_per_message)))
+    for i, (key, group) in enumerate(source):
         value = b"\n".join(group) + b"\n"
-        key = f"m{i}".encode()  # spreads messages over the partitions
         while True:
             try:
                 producer.produce(args.topic, value=value, key=key, on_delivery=on_delivery)

@@ -169,7 +169,7 @@ head -n "$half" "$work/corpus.ndjson" >"$work/part1.ndjson"
 tail -n +"$((half + 1))" "$work/corpus.ndjson" >"$work/part2.ndjson"
 
 step "produce the first half of the corpus"
-python3 "$here/produce.py" --brokers "$brokers" --topic "$topic" --input "$work/part1.ndjson"
+python3 "$here/produce.py" --key-by-connector --brokers "$brokers" --topic "$topic" --input "$work/part1.ndjson"
 ok
 
 # ---------------------------------------------------------------------------
@@ -187,7 +187,7 @@ alive "$daemon_pid" || { echo "daemon exited" >&2; exit 1; }
 ok "$daemon_url"
 
 step "produce the second half of the corpus while the daemon runs"
-python3 "$here/produce.py" --brokers "$brokers" --topic "$topic" --input "$work/part2.ndjson"
+python3 "$here/produce.py" --key-by-connector --brokers "$brokers" --topic "$topic" --input "$work/part2.ndjson"
 "${e2e[@]}" count "$brokers" "$topic" "$total_lines" 60
 ok
 

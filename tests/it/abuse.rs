@@ -665,3 +665,25 @@ fn oversized_compressed_message_is_counted_and_skipped() {
     assert_eq!(h["source_offset"], "2");
     assert_eq!(h["source_partition"], "0");
 }
+
+/// Regression (the re-key stage once made sure of its topic before serving):
+/// with input not keyed by connector and no broker at all, the daemon still
+/// starts, answers `/healthz` 200 and `/readyz` 503 while it waits, and
+/// SIGTERM ends it with status 0.
+#[test]
+fn unkeyed_input_without_a_broker_still_serves_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let closed = format!("127.0.0.1:{}", crate::harness::free_port());
+    let d = DaemonCmd::new(&closed)
+        .topic("ev")
+        .group("g-nobroker")
+        .config(&cfg)
+        .state_dir(&dir.path().join("s"))
+        .spawn();
+    d.wait_for(|d| d.status("/healthz") == Some(200), "/healthz 200");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.status("/readyz"), Some(503));
+    let st = d.terminate();
+    assert!(st.success(), "exit status {st:?}");
+}
