@@ -8,7 +8,8 @@ use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
 use crate::harness::{
-    bin, iso, metric_in, produce, producer, rekeyed_topic, write_config, Daemon, DeadLetterCluster, MockKafka,
+    bin, iso, metric_in, produce, producer, rekeyed_topic, write_config, Daemon, DeadLetterCluster,
+    MockKafka,
 };
 use std::process::Command;
 

@@ -481,6 +481,8 @@ impl DeadLetterCluster {
         }
         got
     }
+}
+
 /// Creates on `mock` the re-keyed topic of `group` (`<group>-by-connector`,
 /// SPEC §12) with the input's `partitions`: a member reading input not
 /// keyed by connector needs it, and the mock cluster cannot create a topic
