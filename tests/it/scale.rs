@@ -836,8 +836,14 @@ fn fourth_member_joins_and_leaves(keyed: bool) {
     g.settle();
     g.check("four members");
     let m3 = g.docs()["m3"].clone().unwrap_or_default();
+    // With the re-key stage the assignor balances the partitions of both
+    // topics together: the fourth member may get only read tasks.
+    let read = m3
+        .get("read_tasks")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     assert!(
-        !tasks_of(&m3).is_empty(),
+        tasks_of(&m3).len() + read > 0,
         "the fourth member owns no task after joining: {:?}",
         m3.get("tasks")
     );
