@@ -19,7 +19,7 @@ use connector_ga_exporter::engine::state::Admission;
 use connector_ga_exporter::kafka;
 use connector_ga_exporter::serve::live::Serving;
 use connector_ga_exporter::serve::metrics::Format;
-use connector_ga_exporter::task::{Task, TaskId, TaskSet};
+use connector_ga_exporter::task::{Stage, Task, TaskId, TaskSet};
 use connector_ga_exporter::telemetry::SelfMetrics;
 use connector_ga_exporter::tools::loadgen::{demo_profiles, Generator};
 use rdkafka::config::ClientConfig;
@@ -190,7 +190,7 @@ fn scrape_under_load() {
     }
     // One task, its one writer on the side thread; the renderer reads the
     // views it publishes, as in the daemon.
-    let mut task = Task::new(TaskId::new(TOPIC, 0));
+    let mut task = Task::new(TaskId::new(TOPIC, 0), Stage::Aggregate);
     for e in &evs {
         let _ = task.ingest(e, &Admission::default(), tasks.params(), tasks.budget());
     }

@@ -27,7 +27,7 @@ use crate::engine::measure::{self, ScopeReport};
 use crate::engine::state::{self, Admission, ConnectorState, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::{self, Micros};
 use crate::render::numfmt::{self, Cmp};
-use crate::task::{Task, TaskId, TaskView};
+use crate::task::{Stage, Task, TaskId, TaskView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -309,7 +309,7 @@ struct Worker<'p> {
 impl<'p> Worker<'p> {
     fn new(i: usize, adm: Admission, params: &'p Params, budget: &'p SeriesBudget) -> Self {
         Worker {
-            task: Task::new(TaskId::new("report", i as i32)),
+            task: Task::new(TaskId::new("report", i as i32), Stage::Aggregate),
             adm,
             params,
             budget,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event;
 use connector_ga_exporter::engine::state::Admission;
-use connector_ga_exporter::task::{Task, TaskId, TaskSet};
+use connector_ga_exporter::task::{Stage, Task, TaskId, TaskSet};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -86,7 +86,7 @@ pub fn engine_only(msgs: &[(i32, Vec<u8>)], partitions: i32, expect: u64) -> Run
     let cfg = Config::from_toml("[kafka]\ninput_keyed_by_connector = true").expect("config");
     let set = TaskSet::new(&cfg);
     let mut tasks: Vec<Task> = (0..partitions)
-        .map(|p| Task::new(TaskId::new(TOPIC, p)))
+        .map(|p| Task::new(TaskId::new(TOPIC, p), Stage::Aggregate))
         .collect();
     let now = connector_ga_exporter::app::wall_clock();
     let adm = Admission::daemon_at(
