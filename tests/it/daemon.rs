@@ -448,7 +448,13 @@ fn daily_api_equals_report_daily_and_budget_metrics() {
     // 15 - 2 rejected (invalid_status, malformed_json) = 13 valid, counted
     // once the re-keyed records are aggregated.
     d.wait_for(
-        |d| scope(&d.criteria(), "it_alpha", "all")["requests"].as_u64() == Some(13),
+        |d| {
+            d.criteria()["scopes"].as_array().is_some_and(|s| {
+                s.iter().any(|s| {
+                    s["connector"] == "it_alpha" && s["cloud"] == "all" && s["requests"] == 13
+                })
+            })
+        },
         "13 valid events aggregated",
     );
     let mut live: Value = d
