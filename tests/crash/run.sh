@@ -17,6 +17,10 @@
 #   SEED       corpus seed (default 42); KILL_SEED seeds the kill moments
 #   KILL_MIN / KILL_MAX   seconds after readiness of each kill (0.3 / 2.5)
 #   KEEP=1     keep the work directory even on PASS
+#   REKEY=1    input_keyed_by_connector = false: every event goes through the
+#              re-key stage (SPEC §12). EVENTS then defaults to 60000: the
+#              mock cluster keeps only ~5 MiB per partition, and the re-keyed
+#              topic holds each connector's events in one partition.
 #
 # A kill is meaningful only while events_total < corpus size. When a kill
 # moment comes after consumption has finished, the whole scenario restarts on a
@@ -32,7 +36,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN_SRC=${BIN:-$ROOT/target/release/connector-ga-exporter}
-EVENTS=${EVENTS:-600000}
+REKEY=${REKEY:-0}
+EVENTS=${EVENTS:-$([[ "$REKEY" == 1 ]] && echo 60000 || echo 600000)}
 SEED=${SEED:-42}
 KILL_SEED=${KILL_SEED:-$(( $(date +%s) % 32768 ))}
 KILL_MIN=${KILL_MIN:-0.3}
@@ -77,6 +82,18 @@ backend_in_production = true
 support_model_attested = true
 preview_since = 2026-03-01
 
+EOF
+if [[ "$REKEY" == 1 ]]; then
+    # SPEC §12 re-key stage: every valid event goes through
+    # <group>-by-connector (created by start_mock) before it is counted.
+    printf '[kafka]\ninput_keyed_by_connector = false\n\n' >>"$CFG"
+else
+    # Aggregated where read. The input is not keyed by connector, but one
+    # member owns every partition and merges a connector's scopes across
+    # them, so its report is exact either way.
+    printf '[kafka]\ninput_keyed_by_connector = true\n\n' >>"$CFG"
+fi
+cat >>"$CFG" <<'EOF'
 [kafka.properties]
 # The mock cluster ignores static membership's takeover: see the header.
 "session.timeout.ms" = "3000"
@@ -193,6 +210,24 @@ log "events_total reached $N after $((SECONDS - t0)) s; checking it stays there"
 sleep 4
 v=$(events_total)
 [[ "$v" == "$N" ]] || fail "events_total moved to $v after reaching $N"
+# events_total counts where events are read; with the re-key stage they are
+# aggregated after a second trip through the broker. Wait until the
+# requests summed over every scope stop moving (3 s unchanged, at most
+# 120 s); a lost or doubled event then shows as a mismatch with report.
+requests_sum() {
+    curl -sf --max-time 30 "http://$LISTEN/api/v1/criteria" 2>/dev/null \
+        | python3 -c 'import json,sys; print(sum(s["requests"] for s in json.load(sys.stdin)["scopes"]))' 2>/dev/null || true
+}
+prev=""
+t1=$SECONDS
+while :; do
+    r=$(requests_sum)
+    [[ -n "$r" && "$r" == "$prev" ]] && break
+    prev=$r
+    (( SECONDS - t1 < 120 )) || fail "the scopes' requests still moving 120 s after events_total reached $N"
+    sleep 3
+done
+log "aggregated: requests over every scope $r, unchanged for 3 s"
 
 curl -sf --max-time 30 "http://$LISTEN/api/v1/criteria" >"$WORK/daemon.json" \
     || fail "/api/v1/criteria did not answer"
