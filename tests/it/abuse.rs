@@ -59,6 +59,36 @@ fn run_expecting_exit(
     }
 }
 
+/// Runs `cmd` (stderr piped) until it exits, at most `secs` seconds, else
+/// kills it and panics with `stuck`; its exit status and stderr.
+fn exit_and_stderr(
+    mut cmd: std::process::Command,
+    secs: u64,
+    stuck: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{stuck}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
 /// Item 9: each bad setting stops start-up with exactly one line that names
 /// the key and its allowed values or range.
 #[test]
@@ -226,33 +256,18 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
     // The start-up probe goes to `members/`.
     block_dir(&state.join("members"));
     let cfg = write_config(dir.path(), "");
-    let (mut cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+    let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
         .topic("ev")
         .config(&cfg)
         .state_dir(&state)
         .rust_log(Some("error"))
         .stderr_piped()
         .command();
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon kept running without a writable state directory");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = exit_and_stderr(
+        cmd,
+        30,
+        "the daemon kept running without a writable state directory",
+    );
     assert!(!status.success());
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line, got:\n{err}");
@@ -273,7 +288,7 @@ fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
     mock.create_topic("ev", 3, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
-    let (mut cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+    let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
         .topic("ev")
         .group("g-norekey")
         .config(&cfg)
@@ -281,26 +296,11 @@ fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
         .rust_log(Some("error"))
         .stderr_piped()
         .command();
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon kept running without its re-keyed topic");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = exit_and_stderr(
+        cmd,
+        60,
+        "the daemon kept running without its re-keyed topic",
+    );
     assert!(!status.success());
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line, got:\n{err}");
