@@ -289,6 +289,7 @@ fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
     let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+        .rekeyed()
         .topic("ev")
         .group("g-norekey")
         .config(&cfg)
@@ -676,6 +677,7 @@ fn unkeyed_input_without_a_broker_still_serves_and_stops_cleanly() {
     let cfg = write_config(dir.path(), "");
     let closed = format!("127.0.0.1:{}", crate::harness::free_port());
     let d = DaemonCmd::new(&closed)
+        .rekeyed()
         .topic("ev")
         .group("g-nobroker")
         .config(&cfg)

@@ -442,7 +442,8 @@ fn daily_api_equals_report_daily_and_budget_metrics() {
         "g-daily",
         &cfg,
         &dir.path().join("state"),
-        &[],
+        // Through the re-key stage (SPEC §12).
+        &[("CONNECTOR_GA__KAFKA__INPUT_KEYED_BY_CONNECTOR", "false")],
     );
     d.wait_for(|d| d.events_total("ev") == 15.0, "15 events read");
     // 15 - 2 rejected (invalid_status, malformed_json) = 13 valid, counted

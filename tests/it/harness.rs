@@ -18,6 +18,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
 const BUILT: &str = env!("CARGO_BIN_EXE_connector-ga-exporter");
+const KEYED: &str = "CONNECTOR_GA__KAFKA__INPUT_KEYED_BY_CONNECTOR";
 
 /// The binary under test: this build, or `CGA_BIN` (to run a regression
 /// test against an older build and see it fail).
@@ -56,7 +57,10 @@ pub(crate) struct DaemonCmd {
 
 impl DaemonCmd {
     /// `run --brokers BROKERS --listen 127.0.0.1:<free port>`, `RUST_LOG=warn`,
-    /// stdout discarded, stderr inherited.
+    /// stdout discarded, stderr inherited, and
+    /// `input_keyed_by_connector = true` (a test of one member then counts
+    /// an event as soon as it is read; the re-key stage's tests set it to
+    /// `false` with [`DaemonCmd::rekeyed`]).
     pub(crate) fn new(brokers: &str) -> DaemonCmd {
         DaemonCmd {
             program: Command::new(bin()),
@@ -68,8 +72,14 @@ impl DaemonCmd {
             rust_log: Some("warn".into()),
             stderr_piped: false,
             cwd: None,
-            env: Vec::new(),
+            env: vec![(KEYED.into(), "true".into())],
         }
+    }
+
+    /// Input not keyed by connector: every event goes through the re-key
+    /// stage (SPEC §12).
+    pub(crate) fn rekeyed(self) -> Self {
+        self.env(KEYED, "false")
     }
 
     /// Runs the binary through `wrapper`, a program that execs it with the
