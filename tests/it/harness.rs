@@ -177,8 +177,14 @@ impl DaemonCmd {
         Daemon {
             child: cmd.spawn().expect("daemon starts"),
             port,
+            // A fresh connection per request, as a kubelet probe or a
+            // scrape after a pause gets: a pooled keep-alive connection can
+            // be closed by the daemon's header-read timeout at the instant
+            // it is reused, which failed the flood test once in CI (the
+            // last /healthz raced the 2 s timeout of its idle connection).
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
         }
