@@ -45,8 +45,10 @@ use crate::telemetry::wall_clock;
 
 /// Most messages handled in one batch.
 const MAX_BATCH: usize = 4096;
-/// Below this many messages a batch is decoded on the consumer thread alone.
-const PARALLEL_MIN: usize = 32;
+/// Payload bytes per decoding worker: a batch holding less is decoded on
+/// the consumer thread alone (a hand-off costs more than it saves). Bytes,
+/// not messages: one message may carry one event or a hundred.
+const PARALLEL_MIN_BYTES: usize = 32 * 1024;
 /// A batch smaller than this waits up to `BATCH_WAIT` for more messages.
 const MIN_BATCH: usize = 512;
 const BATCH_WAIT: Duration = Duration::from_millis(5);
@@ -641,13 +643,7 @@ fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
         })
         .collect();
 
-    let workers = inner.workers.min(batch.len().div_ceil(PARALLEL_MIN)).max(1);
-    let per = batch.len().div_ceil(workers);
-    let chunks: Vec<(usize, &[OwnedMessage])> = batch
-        .chunks(per)
-        .enumerate()
-        .map(|(k, c)| (k * per, c))
-        .collect();
+    let chunks = split_by_bytes(batch, inner.workers);
     let task_index = &task_index;
     let decoded: Vec<Decoded<'_>> = if chunks.len() == 1 {
         vec![decode_chunk(inner, chunks[0].1, chunks[0].0, task_index)]
@@ -736,6 +732,30 @@ fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
     }
 }
 
+/// The batch in up to `workers` runs of consecutive messages holding about
+/// the same payload bytes, each with the index of its first message; one
+/// run when the batch is under [`PARALLEL_MIN_BYTES`] per worker.
+fn split_by_bytes(batch: &[OwnedMessage], workers: usize) -> Vec<(usize, &[OwnedMessage])> {
+    let size = |m: &OwnedMessage| m.payload().map_or(0, <[u8]>::len);
+    let total: usize = batch.iter().map(size).sum();
+    let workers = workers.min(total / PARALLEL_MIN_BYTES).max(1);
+    let share = total.div_ceil(workers);
+    let mut chunks = Vec::with_capacity(workers);
+    let (mut start, mut acc) = (0, 0);
+    for (i, m) in batch.iter().enumerate() {
+        acc += size(m);
+        if acc >= share && chunks.len() + 1 < workers {
+            chunks.push((start, &batch[start..=i]));
+            start = i + 1;
+            acc = 0;
+        }
+    }
+    if start < batch.len() {
+        chunks.push((start, &batch[start..]));
+    }
+    chunks
+}
+
 /// Task `i` of the batch when worker `w` of `owners` is lent it.
 fn lent_task<'x>(
     mine: &'x mut [Option<&mut Task>],
@@ -765,11 +785,20 @@ fn decode_chunk<'a>(
     first: usize,
     task_index: &[Option<u32>],
 ) -> Decoded<'a> {
+    // Sized for the events, not the messages: a message often carries many
+    // (NDJSON), and growing these by doubling copied every `Event` several
+    // times (memcpy and fresh pages were 18% of decoding in
+    // `benches/daemon.rs`). Events are rarely under ~100 bytes.
+    let bytes: usize = msgs
+        .iter()
+        .map(|m| m.payload().map_or(0, <[u8]>::len))
+        .sum();
+    let events = msgs.len().max(bytes / 100);
     let mut d = Decoded {
-        events: Vec::with_capacity(msgs.len()),
-        task_of: Vec::with_capacity(msgs.len()),
-        sources: Vec::with_capacity(msgs.len()),
-        origin: Vec::with_capacity(msgs.len()),
+        events: Vec::with_capacity(events),
+        task_of: Vec::with_capacity(events),
+        sources: Vec::with_capacity(events),
+        origin: Vec::with_capacity(events),
         read: Vec::with_capacity(msgs.len()),
         rejected: Vec::new(),
     };

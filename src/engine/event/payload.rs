@@ -50,35 +50,81 @@ where
     let mut n = 0u64;
     // SPEC §2: a byte-order mark at the start of a message is ignored.
     let payload = payload.strip_prefix(BOM).unwrap_or(payload);
-    if let Some(doc) = fast.then(|| fast::parse_doc(payload)).flatten() {
-        emit_doc(doc, payload, &mut f, &mut n);
-        return n;
+    // Whether the whole payload is UTF-8: asked only on the serde_json path.
+    let mut utf8 = None;
+    if fast {
+        if let Some(doc) = fast::parse_doc(payload) {
+            emit_doc(doc, payload, &mut f, &mut n);
+            return n;
+        }
+        // NDJSON, the common multi-event message: when the first non-blank
+        // line is a whole JSON value and a non-blank line follows, the
+        // payload is not one JSON value (a value followed by anything but
+        // whitespace never is), so the whole-payload parse below would
+        // only fail after reading the first line; go to the lines at once.
+        // This skips that parse and a UTF-8 pass over the whole payload.
+        if let Some(first) = first_of_several(payload) {
+            emit_lines(payload, fast, &mut utf8, Some(first), &mut f, &mut n);
+            return n;
+        }
     }
-    // Lines of valid UTF-8 need no second check: a line end never falls
-    // inside a multi-byte character.
-    let utf8 = std::str::from_utf8(payload).is_ok();
     // Fast path: the whole payload is one JSON value (object or array).
     // It fails at the second value of an NDJSON payload, which is then read
     // line by line: a pretty-printed single object still decodes as one.
-    match parse_value(payload, utf8) {
+    let whole_utf8 = *utf8.get_or_insert_with(|| std::str::from_utf8(payload).is_ok());
+    match parse_value(payload, whole_utf8) {
         Some(doc) => emit_doc(doc, payload, &mut f, &mut n),
-        None => {
-            for line in payload.split(|&b| b == b'\n') {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let doc = fast.then(|| fast::parse_doc(line)).flatten();
-                match doc.or_else(|| parse_value(line, utf8)) {
-                    Some(doc) => emit_doc(doc, line, &mut f, &mut n),
-                    None => {
-                        n += 1;
-                        f(Err(Reject::MalformedJson), line, None);
-                    }
-                }
+        None => emit_lines(payload, fast, &mut utf8, None, &mut f, &mut n),
+    }
+    n
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The first non-blank line, parsed on the fast path, when it is a whole
+/// JSON value and another non-blank line follows it.
+fn first_of_several(payload: &[u8]) -> Option<Doc<'_>> {
+    let mut lines = payload.split(|&b| b == b'\n').filter(|l| !is_blank(l));
+    let first = lines.next()?;
+    lines.next()?;
+    fast::parse_doc(first)
+}
+
+/// Each non-blank line of `payload` as a document of its own; `first`, when
+/// given, is the first non-blank line already parsed.
+fn emit_lines<'a, F>(
+    payload: &'a [u8],
+    fast: bool,
+    utf8: &mut Option<bool>,
+    mut first: Option<Doc<'a>>,
+    f: &mut F,
+    n: &mut u64,
+) where
+    F: FnMut(Result<Event<'a>, Reject>, &'a [u8], Option<usize>),
+{
+    for line in payload.split(|&b| b == b'\n') {
+        if is_blank(line) {
+            continue;
+        }
+        let doc = first
+            .take()
+            .or_else(|| fast.then(|| fast::parse_doc(line)).flatten())
+            .or_else(|| {
+                // Lines of valid UTF-8 need no second check: a line end
+                // never falls inside a multi-byte character.
+                let whole = *utf8.get_or_insert_with(|| std::str::from_utf8(payload).is_ok());
+                parse_value(line, whole)
+            });
+        match doc {
+            Some(doc) => emit_doc(doc, line, f, n),
+            None => {
+                *n += 1;
+                f(Err(Reject::MalformedJson), line, None);
             }
         }
     }
-    n
 }
 
 /// The UTF-8 byte-order mark, ignored at the start of a message or file.
@@ -92,7 +138,7 @@ where
     F: FnMut(Result<Event<'a>, Reject>),
 {
     let mut n = 0;
-    if line.iter().all(u8::is_ascii_whitespace) {
+    if is_blank(line) {
         return 0;
     }
     let mut g = |r, _: &'a [u8], _| f(r);
