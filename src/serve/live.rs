@@ -16,9 +16,6 @@ use crate::serve::metrics::{Format, Writer};
 use crate::task::TaskSet;
 use crate::telemetry::{wall_clock, SelfMetrics};
 
-/// A rendering nobody has read is replaced after this long.
-pub const UNREAD_REFRESH: Duration = Duration::from_secs(10);
-
 /// One background rendering, shared by every reader: `/metrics` in both
 /// formats and `/api/v1/criteria` as immutable bytes (a response clones a
 /// reference, never the body), and the report they came from (for pages
@@ -52,9 +49,6 @@ pub struct Serving {
     render_permits: Arc<tokio::sync::Semaphore>,
     /// The latest background rendering; `None` until the first.
     rendered: tokio::sync::watch::Sender<Option<Arc<Rendered>>>,
-    /// Whether a reader has taken the latest rendering: the next one is
-    /// made as soon as the pause allows only then (see `render_loop`).
-    taken: AtomicBool,
 }
 
 impl Serving {
@@ -72,7 +66,6 @@ impl Serving {
             stop,
             render_permits,
             rendered: tokio::sync::watch::channel(None).0,
-            taken: AtomicBool::new(false),
         }
     }
 
@@ -123,7 +116,6 @@ impl Serving {
     pub async fn rendered(&self) -> Arc<Rendered> {
         let mut rx = self.rendered.subscribe();
         let r = rx.wait_for(Option::is_some).await;
-        self.taken.store(true, Ordering::Release);
         match r {
             Ok(g) => Arc::clone(g.as_ref().expect("waited for Some")),
             // The sender lives in `self`: it cannot be dropped while we run.
@@ -133,30 +125,18 @@ impl Serving {
 
     /// Renders `/metrics` in the background until `stop`: a scrape then
     /// serves the latest rendering at once, whatever the number of scopes.
-    ///
     /// The pause between renderings is 1 s, or 4× the last rendering's time
     /// when that is longer (rendering 10,000 scopes takes ~0.5 s on 2
-    /// cores), so it never takes over 20% of a core. After the pause a new
-    /// rendering is made once a reader has taken the latest one, or once
-    /// that is [`UNREAD_REFRESH`] old: Prometheus scrapes every 15–60 s,
-    /// and rendering every second for nobody took 15–20% of the daemon's
-    /// CPU in `benches/daemon.rs`, CPU that ingestion needs. A reader thus
-    /// gets a rendering at most `UNREAD_REFRESH` + one rendering old, and,
-    /// if it reads again after the pause, a fresh one.
+    /// cores), so it never takes over 20% of a core.
     pub fn render_loop(&self) {
         while !self.stop.load(Ordering::Acquire) {
             let r = self.render_metrics();
             let pause = (r.took * 4).max(Duration::from_secs(1));
             // Readers still holding the previous rendering keep it alive
             // until their responses are written; it is freed after.
-            self.taken.store(false, Ordering::Release);
             self.rendered.send_replace(Some(Arc::new(r)));
-            let made = Instant::now();
-            while !self.stop.load(Ordering::Acquire) {
-                let age = made.elapsed();
-                if age >= UNREAD_REFRESH || (age >= pause && self.taken.load(Ordering::Acquire)) {
-                    break;
-                }
+            let until = Instant::now() + pause;
+            while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
