@@ -16,9 +16,12 @@ mod undecodable;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 
 use crate::checkpoint::store::StateStore;
 use crate::config::Config;
@@ -90,4 +93,95 @@ pub fn client_config(cfg: &Config, consumer: bool) -> ClientConfig {
         c.set(key, v);
     }
     c
+}
+
+/// Sends one record, waiting out a full producer queue (the producer's
+/// thread drains it) with `pause` between tries: forever when `tries` is
+/// `None`, else at most `tries` times, after which the record is dropped
+/// and the `QueueFull` error returned. The policy is the caller's: the
+/// re-key stage must not lose an event, a dead-letter copy may be dropped.
+pub(crate) fn send_retrying<K, P>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, P>,
+    tries: Option<u32>,
+    pause: Duration,
+) -> Result<(), KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    let mut tried = 0u32;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                tried += 1;
+                if tries.is_some_and(|n| tried >= n) {
+                    return Err(e);
+                }
+                record = r;
+                std::thread::sleep(pause);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::Producer;
+
+    /// A producer whose queue holds one record.
+    fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("queue.buffering.max.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .expect("producer")
+    }
+
+    #[test]
+    fn a_bounded_send_gives_up_on_a_queue_that_stays_full() {
+        // Nothing listens on port 1: the first record stays queued (the
+        // default message timeout is 5 minutes), so the queue of one is
+        // full for every later try.
+        let p = producer("127.0.0.1:1");
+        let rec = || BaseRecord::<[u8], [u8]>::to("t").payload(b"x".as_slice());
+        send_retrying(&p, rec(), Some(3), Duration::from_millis(1)).expect("the first fits");
+        match send_retrying(&p, rec(), Some(3), Duration::from_millis(1)) {
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {}
+            other => panic!("expected QueueFull after 3 tries, got {other:?}"),
+        }
+        // Dropped, not queued: only the first record is in flight.
+        assert_eq!(p.in_flight_count(), 1);
+    }
+
+    #[test]
+    fn an_unbounded_send_waits_out_a_full_queue_and_loses_nothing() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.create_topic("t", 1, 1).expect("topic");
+        let brokers = mock.bootstrap_servers();
+        let p = producer(&brokers);
+        // 200 records through a queue of one: every send after the first
+        // meets a full queue unless the previous record is already gone.
+        for i in 0..200u32 {
+            let payload = i.to_string();
+            let rec = BaseRecord::<[u8], [u8]>::to("t").payload(payload.as_bytes());
+            send_retrying(&p, rec, None, Duration::from_millis(1)).expect("never gives up");
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("consumer");
+        let (low, high) = c
+            .fetch_watermarks("t", 0, Duration::from_secs(10))
+            .expect("watermarks");
+        // 200 records sent, 200 on the partition (0..200).
+        assert_eq!((low, high), (0, 200));
+    }
 }

@@ -20,7 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-use super::{client_config, KafkaSetupError};
+use super::{client_config, send_retrying, KafkaSetupError};
 use crate::config::Config;
 
 pub const H_TOPIC: &str = "cga-src-topic";
@@ -114,24 +114,15 @@ impl Rekeyer {
                 key: H_INDEX,
                 value: Some(i.as_str()),
             });
-        let mut record = BaseRecord::to(&self.topic)
+        let record = BaseRecord::to(&self.topic)
             .key(connector)
             .payload(raw)
             .headers(headers);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => {
-                    // The read task's next checkpoint fails on the flush, so
-                    // its offset does not move past this event.
-                    tracing::error!(error = %e, "re-key send failed");
-                    return;
-                }
-            }
+        // Retried forever: dropping the record would lose the event.
+        if let Err(e) = send_retrying(&self.producer, record, None, Duration::from_millis(1)) {
+            // The read task's next checkpoint fails on the flush, so its
+            // offset does not move past this event.
+            tracing::error!(error = %e, "re-key send failed");
         }
     }
 
