@@ -89,6 +89,23 @@ fn exit_and_stderr(
     (status, err)
 }
 
+/// Asserts that a start-up stopped (`status` a failure) with exactly one
+/// stderr line, which starts with `prefix` and contains each of `want`.
+fn assert_stopped_with_one_line(
+    status: std::process::ExitStatus,
+    err: &str,
+    prefix: &str,
+    want: &[&str],
+) {
+    assert!(!status.success(), "exit {status}, stderr:\n{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{err}");
+    assert!(
+        lines[0].starts_with(prefix) && want.iter().all(|w| lines[0].contains(w)),
+        "want one line starting with {prefix:?} containing {want:?}, got:\n{err}"
+    );
+}
+
 /// Item 9: each bad setting stops start-up with exactly one line that names
 /// the key and its allowed values or range.
 #[test]
@@ -230,9 +247,6 @@ fn bad_config_stops_startup_with_one_line_naming_the_key() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// A directory where the snapshot's temp file goes: tests run as root, for
-/// whom a read-only directory is writable, but no one can create a file
-/// over a non-empty directory.
 /// Makes `dir` (a directory the daemon writes into) a regular file, so
 /// nothing can be created under it (tests run as root: permissions would
 /// not stop a write).
@@ -268,13 +282,11 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
         30,
         "the daemon kept running without a writable state directory",
     );
-    assert!(!status.success());
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one line, got:\n{err}");
-    assert!(
-        lines[0].starts_with("connector-ga-exporter: config key `state.dir`")
-            && lines[0].contains("members"),
-        "{err}"
+    assert_stopped_with_one_line(
+        status,
+        &err,
+        "connector-ga-exporter: config key `state.dir`",
+        &["members"],
     );
 }
 
@@ -302,14 +314,11 @@ fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
         60,
         "the daemon kept running without its re-keyed topic",
     );
-    assert!(!status.success());
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one line, got:\n{err}");
-    assert!(
-        lines[0].starts_with("connector-ga-exporter: config key `kafka.input_keyed_by_connector`")
-            && lines[0].contains("`g-norekey-by-connector`")
-            && lines[0].contains("create it with 3 partitions"),
-        "{err}"
+    assert_stopped_with_one_line(
+        status,
+        &err,
+        "connector-ga-exporter: config key `kafka.input_keyed_by_connector`",
+        &["`g-norekey-by-connector`", "create it with 3 partitions"],
     );
 }
 
