@@ -46,15 +46,12 @@ input_keyed_by_connector = true
 "heartbeat.interval.ms" = "300"
 TOML
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+LISTEN=127.0.0.1:$PORT
 start() {
     CONNECTOR_GA__STATE__CHECKPOINT_INTERVAL_SECONDS=1 "$BIN" run --config "$WORK/config.toml" \
-        --brokers "$BROKERS" --topic "$TOPIC" --group fallback --listen "127.0.0.1:$PORT" \
+        --brokers "$BROKERS" --topic "$TOPIC" --group fallback --listen "$LISTEN" \
         --state-dir "$WORK/state" >"$WORK/daemon.$1.log" 2>&1 &
     DAEMON_PID=$!
-}
-events_total() {
-    curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
-        | awk -v t="$TOPIC" '$1 == "connector_ga_events_total{topic=\"" t "\"}" {print $2}' || true
 }
 
 start 1
@@ -83,7 +80,7 @@ for d in "$WORK"/state/tasks/*/*/; do
 done
 log "killed at events_total=$at; flipped one byte of the newest checkpoint of $flipped task(s); restarting"
 start 2
-until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" == 200 ]]; do
+until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$LISTEN/readyz")" == 200 ]]; do
     kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited: $(tail -3 "$WORK/daemon.2.log")"
     sleep 0.1
 done

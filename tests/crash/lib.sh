@@ -1,6 +1,7 @@
 # Shared harness of the tests/crash scripts; sourced, not run.
 # The caller sets WORK (a temp dir), BIN_SRC (the binary), TOPIC, and
-# initialises DAEMON_PID="" MOCK_PID="" RESULT=FAIL before sourcing.
+# initialises DAEMON_PID="" MOCK_PID="" RESULT=FAIL before sourcing; it sets
+# LISTEN (the daemon's host:port) before calling events_total.
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
 
@@ -33,6 +34,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 fail() { log "FAIL: $*"; exit 1; }
+
+# The daemon's connector_ga_events_total{topic="$TOPIC"} (events read from
+# the input), or nothing when /metrics does not answer.
+events_total() {
+    curl -sf --max-time 2 "http://$LISTEN/metrics" 2>/dev/null \
+        | awk -v t="$TOPIC" '$1 == "connector_ga_events_total{topic=\"" t "\"}" {print $2}' || true
+}
 
 # Copies the binary into WORK (so a rebuild cannot swap it mid-test) as BIN.
 use_binary() {
