@@ -5,6 +5,9 @@
 N=1 sends one event per message, which makes consumption slow enough to be
 interrupted mid-way. Messages are keyed round-robin so they spread evenly over
 the partitions (the mock cluster drops a partition's oldest data past ~5 MiB).
+--seconds S spreads the messages evenly over about S seconds instead of
+sending them as fast as possible, so a consumer reading them is mid-stream
+for that long (tests/crash/run.sh kills the daemon meanwhile).
 Exits non-zero unless every message is delivered. Prints a JSON summary.
 """
 import argparse
@@ -22,7 +25,12 @@ def main():
     ap.add_argument("--input", required=True)
     ap.add_argument("--lines-per-message", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=0.0)
     a = ap.parse_args()
+    # The number of messages, for the pace of --seconds.
+    with open(a.input, "rb") as f:
+        total_lines = sum(1 for _ in f)
+    total = max(1, -(-total_lines // a.lines_per_message))
 
     p = Producer({
         "bootstrap.servers": a.brokers,
@@ -59,7 +67,14 @@ def main():
             except BufferError:
                 p.poll(0.05)
         sent += 1
-        if sent % 1000 == 0:
+        if a.seconds > 0 and sent % 50 == 0:
+            # Message `sent` is due at t0 + seconds * sent / total; poll
+            # returns early on a delivery report, hence the loop.
+            due = t0 + a.seconds * sent / total
+            p.poll(0)
+            while (ahead := due - time.time()) > 0:
+                p.poll(ahead)
+        elif sent % 1000 == 0:
             p.poll(0)
 
     with open(a.input, "rb") as f:
