@@ -370,10 +370,18 @@ impl TaskSet {
         r
     }
 
-    /// Events read per topic by the owned tasks.
+    /// Events read per topic by the owned tasks. An event is counted once,
+    /// where it is first read: the re-keyed topic's tasks are left out
+    /// (their count would always be 0, and exported as a per-topic series
+    /// it would read as a stalled topic).
     pub fn events_read(&self) -> BTreeMap<String, u64> {
         let mut m: BTreeMap<String, u64> = BTreeMap::new();
-        for v in self.views.load().values() {
+        for v in self
+            .views
+            .load()
+            .values()
+            .filter(|v| v.stage != Stage::Rekeyed)
+        {
             *m.entry(v.id.topic.to_string()).or_default() += v.events_read;
         }
         m

@@ -8,8 +8,8 @@ use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
 use crate::harness::{
-    bin, iso, metric_in, produce, producer, rekeyed_topic, write_config, Daemon, DeadLetterCluster,
-    MockKafka,
+    bin, iso, metric_in, produce, producer, rekeyed_topic, samples, write_config, Daemon,
+    DaemonCmd, DeadLetterCluster, MockKafka,
 };
 use std::process::Command;
 
@@ -556,4 +556,53 @@ fn daily_api_equals_report_daily_and_budget_metrics() {
         Some(1_782_864_000.0)
     );
     assert_eq!(d.terminate().code(), Some(0));
+}
+
+/// README "Metrics": an event is counted in `connector_ga_events_total`
+/// where it is first read. With the re-key stage the re-keyed topic's tasks
+/// read nothing new, so `<group>-by-connector` has no series at all (it was
+/// exported, always 0, reading like a stalled topic).
+#[test]
+fn rekeyed_run_counts_events_only_under_the_input_topic() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 2, 1).unwrap();
+    rekeyed_topic(&mock, "g-evtopic", 2);
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    // 12 valid events, 4 for each of 3 connectors, all 200 on the public cloud.
+    let events: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                r#"{{"ts":"{}","connector":"it_c{}","status":200,"user":"u{i}"}}"#,
+                iso(1 + i),
+                i % 3
+            )
+        })
+        .collect();
+    produce(&producer(&brokers), "ev", &events);
+    let d = DaemonCmd::new(&brokers)
+        .rekeyed()
+        .topic("ev")
+        .group("g-evtopic")
+        .config(&cfg)
+        .state_dir(&dir.path().join("s"))
+        .start();
+    // Aggregated after the re-key stage: 2xx summed over the 3 connectors
+    // is 4 + 4 + 4 = 12, so the re-keyed topic's tasks exist by now.
+    let ok_2xx = |d: &Daemon| -> f64 {
+        samples(&d.metrics(), "connector_requests_total")
+            .into_iter()
+            .filter(|(l, _)| l["class"] == "2xx")
+            .map(|(_, v)| v)
+            .sum()
+    };
+    d.wait_for(|d| ok_2xx(d) == 12.0, "the 12 events aggregated");
+    let m = d.metrics();
+    let got: Vec<(String, f64)> = samples(&m, "connector_ga_events_total")
+        .into_iter()
+        .map(|(l, v)| (l["topic"].clone(), v))
+        .collect();
+    // 12 lines read from `ev`; nothing under `g-evtopic-by-connector`.
+    assert_eq!(got, vec![("ev".to_string(), 12.0)], "{m}");
 }
