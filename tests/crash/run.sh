@@ -22,9 +22,9 @@
 #              30; the three kills and restarts take ~15 s)
 #   SEED       corpus seed (default 42); KILL_SEED seeds the kill moments
 #   KILL_MIN / KILL_MAX   seconds after readiness of each kill (1.0 / 3.0;
-#              /metrics is rendered anew once read and a 1 s pause has
-#              passed, so it is read every 0.25 s meanwhile: the
-#              events_total seen at a kill trails the daemon by ~1-1.5 s)
+#              /metrics is rendered in the background about every second,
+#              and read every 0.25 s meanwhile: the events_total seen at a
+#              kill trails the daemon by ~1-1.5 s)
 #   KEEP=1     keep the work directory even on PASS
 #   REKEY=1    input_keyed_by_connector = false: every event goes through the
 #              re-key stage (SPEC §12). EVENTS then defaults to 60000: the
@@ -163,8 +163,8 @@ for k in 1 2 3; do
     mock_alive
     start_daemon "$GROUP" "$STATE" "$INSTANCE"
     delay=$(rand_delay)
-    # Reading /metrics throughout keeps its renderings fresh (a new one is
-    # made only after the latest is read).
+    # Read throughout, so the last value seen is at most one rendering
+    # old whatever the renderer's policy (b4191df rendered only on read).
     until_ms=$(( $(date +%s%3N) + $(python3 -c "print(round($delay * 1000))") ))
     at=""
     while (( $(date +%s%3N) < until_ms )); do
