@@ -131,7 +131,12 @@ fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
             d.scopes
         );
         assert_eq!(d.rejected, 0, "every corpus event is valid and recent");
-        let eng = engine_only(&realistic.messages_kept, k.partitions, realistic.events);
+        let eng = engine_only(
+            &realistic.messages_kept,
+            k.partitions,
+            realistic.events,
+            k.rekey,
+        );
         print_run("engine only (decode+ingest, 1 thread)", &eng);
         // CPU per event: what the daemon spends beyond fetching (the bare
         // loop's) and decode + aggregate (the engine-only pass's).
