@@ -16,7 +16,7 @@
 //!   every event produced (asserted), or the run is invalid.
 //! - The bare loop: one `BaseConsumer`, `fetch.queue.backoff.ms=1`, a 1 GiB
 //!   fetch queue, counts the events of each payload (its newlines).
-//! - The daemon: `kafka::Consumer::run` (the consumer thread, its tasks and
+//! - The daemon (`common/member.rs`): `kafka::Consumer::run` (the consumer thread, its tasks and
 //!   its ingest pool, exactly as `run` starts them) with the background
 //!   `/metrics` renderer of `run` beside it; only HTTP is left out. It is
 //!   run in-process rather than as the binary so that its progress can be
