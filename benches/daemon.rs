@@ -16,12 +16,12 @@
 //!   every event produced (asserted), or the run is invalid.
 //! - The bare loop: one `BaseConsumer`, `fetch.queue.backoff.ms=1`, a 1 GiB
 //!   fetch queue, counts the events of each payload (its newlines).
-//! - The daemon (`common/member.rs`): `kafka::Consumer::run` (the consumer thread, its tasks and
-//!   its ingest pool, exactly as `run` starts them) with the background
-//!   `/metrics` renderer of `run` beside it; only HTTP is left out. It is
-//!   run in-process rather than as the binary so that its progress can be
-//!   read from the views it publishes (every 500 ms) instead of a scrape,
-//!   and its CPU time is the bench process's.
+//! - The daemon (`common/member.rs`): `kafka::Consumer::run` (the consumer
+//!   thread, its tasks and its ingest pool, exactly as `run` starts them)
+//!   with the background `/metrics` renderer of `run` beside it; only HTTP
+//!   is left out. It is run in-process rather than as the binary so that
+//!   its progress can be read from the views it publishes (every 500 ms)
+//!   instead of a scrape, and its CPU time is the bench process's.
 //! - Its rate is measured between the first and the last view published
 //!   while it consumes (both steady), so the 500 ms publishing interval does
 //!   not blur it; the wall time from assignment to the view that shows every

@@ -68,7 +68,7 @@ pub fn daemon(
     cfg.kafka.workers = env("CGA_BENCH_WORKERS", cfg.kafka.workers);
     cfg.state.dir = std::env::temp_dir().join(format!("cga-bench-{}-{group}", std::process::id()));
     let dir = cfg.state.dir.clone();
-    // With the re-key stage, events count once aggregated: those read from
+    // With the re-key stage, events count once aggregated, by the tasks of
     // the re-keyed topic (the read tasks' count is the input's).
     let counted = rekey.then(|| kafka::rekey::topic(&cfg));
     let cfg = Arc::new(cfg);
