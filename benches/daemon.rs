@@ -16,27 +16,28 @@
 //!   every event produced (asserted), or the run is invalid.
 //! - The bare loop: one `BaseConsumer`, `fetch.queue.backoff.ms=1`, a 1 GiB
 //!   fetch queue, counts the events of each payload (its newlines).
-//! - The daemon: `kafka::Consumer::run` (the consumer thread, its tasks and
-//!   its ingest pool, exactly as `run` starts them) with the background
-//!   `/metrics` renderer of `run` beside it; only HTTP is left out. It is
-//!   run in-process rather than as the binary so that its progress can be
-//!   read from the views it publishes (every 500 ms) instead of a scrape,
-//!   and its CPU time is the bench process's.
+//! - The daemon (`common/member.rs`): `kafka::Consumer::run` (the consumer
+//!   thread, its tasks and its ingest pool, exactly as `run` starts them)
+//!   with the background `/metrics` renderer of `run` beside it; only HTTP
+//!   is left out. It is run in-process rather than as the binary so that
+//!   its progress can be read from the views it publishes (every 500 ms)
+//!   instead of a scrape, and its CPU time is the bench process's.
 //! - Its rate is measured between the first and the last view published
 //!   while it consumes (both steady), so the 500 ms publishing interval does
 //!   not blur it; the wall time from assignment to the view that shows every
 //!   event is printed too.
+//! - `CGA_BENCH_REKEY=1`: the same comparison with the re-key stage. The
+//!   input is not keyed by connector (`feed::produce_unkeyed`: 100 events
+//!   of mixed connectors a message, messages round-robin over the
+//!   partitions), the daemon runs with `input_keyed_by_connector = false`,
+//!   and `<group>-by-connector` is created on the mock at start (its
+//!   cluster has no CreateTopics handler). The daemon's count is that of
+//!   its aggregating tasks (events read from the re-keyed topic), so its
+//!   rate covers read, validate, produce, fetch again and aggregate. The
+//!   re-keyed topic holds one record per event, keyed by connector: the run
+//!   is invalid if the mock dropped any of it (a low watermark past 0).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use connector_ga_exporter::checkpoint::store::DirStore;
-use connector_ga_exporter::config::Config;
-use connector_ga_exporter::kafka;
-use connector_ga_exporter::serve::live::Serving;
-use connector_ga_exporter::task::TaskSet;
-use connector_ga_exporter::telemetry::SelfMetrics;
+use std::time::Instant;
 
 #[path = "common/baselines.rs"]
 mod baselines;
@@ -44,13 +45,16 @@ mod baselines;
 mod corpus;
 #[path = "common/feed.rs"]
 mod feed;
+#[path = "common/member.rs"]
+mod member;
 
 use baselines::{bare_loop, engine_only, print_run, Run};
 
 use feed::{
-    process_cpu, produce_realistic, produce_seed, MockKafka, Produced, SEED_CLOUDS,
-    SEED_CONNECTORS, SEED_TOPIC, TOPIC,
+    produce_realistic, produce_seed, produce_unkeyed, watermarks, MockKafka, Produced, SEED_TOPIC,
+    TOPIC,
 };
+use member::daemon;
 
 /// Environment knobs, with their defaults.
 pub struct Knobs {
@@ -68,6 +72,9 @@ pub struct Knobs {
     /// `CGA_BENCH_ONLY`: `compare`, `reader` or `daemon` (one daemon run,
     /// for `perf`); both of the first two when unset.
     pub only: Option<String>,
+    /// `CGA_BENCH_REKEY=1`: unkeyed input through the re-key stage
+    /// (`compare` or `daemon` only).
+    pub rekey: bool,
 }
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
@@ -86,181 +93,18 @@ impl Knobs {
             rounds: env("CGA_BENCH_ROUNDS", 3),
             compression: env("CGA_BENCH_COMPRESSION", "none".to_string()),
             only: std::env::var("CGA_BENCH_ONLY").ok(),
+            rekey: env("CGA_BENCH_REKEY", 0u8) == 1,
         }
-    }
-}
-
-/// What a daemon run saw besides its rate.
-struct DaemonRun {
-    run: Run,
-    /// From assignment to the view showing every event.
-    total_secs: f64,
-    /// CPU seconds of this process over `total_secs`.
-    total_cpu: f64,
-    rejected: u64,
-    scopes: usize,
-    /// Renderings the reader finished, and their mean time.
-    renders: u64,
-    render_ms: f64,
-    /// Size of the reader's last `/metrics` text.
-    render_bytes: u64,
-}
-
-/// The daemon's consumer (and background renderer) on `topics` until the
-/// views show `expect` events read; `reader`: one more thread renders
-/// `/metrics` and `/api/v1/criteria` of every scope in a loop meanwhile.
-fn daemon(mock: &MockKafka, topics: &[&str], expect: u64, group: &str, reader: bool) -> DaemonRun {
-    // Room for the seed topic's 10,000 scopes beside the realistic ones.
-    let mut cfg =
-        Config::from_toml("[kafka]\ninput_keyed_by_connector = true\n[state]\nmax_series = 20000")
-            .expect("config");
-    cfg.kafka.brokers = mock.brokers.clone();
-    cfg.kafka.topics = topics.iter().map(|t| t.to_string()).collect();
-    cfg.kafka.group_id = group.into();
-    for kv in std::env::var("CGA_BENCH_PROPS")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-    {
-        let (k, v) = kv.split_once('=').expect("CGA_BENCH_PROPS: key=value,...");
-        cfg.kafka.properties.insert(k.into(), v.into());
-    }
-    cfg.kafka.workers = env("CGA_BENCH_WORKERS", cfg.kafka.workers);
-    cfg.state.dir = std::env::temp_dir().join(format!("cga-bench-{}-{group}", std::process::id()));
-    let dir = cfg.state.dir.clone();
-    let cfg = Arc::new(cfg);
-    let tasks = Arc::new(TaskSet::new(&cfg));
-    let stop = Arc::new(AtomicBool::new(false));
-    let metrics = Arc::new(SelfMetrics::new());
-    let serving = Arc::new(Serving::new(
-        Arc::clone(&cfg),
-        Arc::clone(&tasks),
-        Arc::clone(&metrics),
-        Arc::clone(&stop),
-    ));
-    let consumer = kafka::Consumer::new(kafka::KafkaHandle {
-        cfg: Arc::clone(&cfg),
-        tasks: Arc::clone(&tasks),
-        metrics,
-        store: Arc::new(DirStore::new(&dir).expect("state dir")),
-        stop: Arc::clone(&stop),
-    })
-    .expect("consumer");
-    let consumer = std::thread::spawn(move || consumer.run());
-    // `CGA_BENCH_NO_RENDERER=1` leaves `run`'s background renderer out (to
-    // measure what it costs, in the A/B mode).
-    let renderer = std::env::var_os("CGA_BENCH_NO_RENDERER")
-        .is_none()
-        .then(|| {
-            let s = Arc::clone(&serving);
-            std::thread::spawn(move || s.render_loop())
-        });
-    let renders = Arc::new(AtomicU64::new(0));
-    let render_ns = Arc::new(AtomicU64::new(0));
-    let render_bytes = Arc::new(AtomicU64::new(0));
-    let reader = reader.then(|| {
-        let (s, stop, n, ns, bytes) = (
-            Arc::clone(&serving),
-            Arc::clone(&stop),
-            Arc::clone(&renders),
-            Arc::clone(&render_ns),
-            Arc::clone(&render_bytes),
-        );
-        let ready = Arc::clone(&tasks);
-        std::thread::spawn(move || {
-            // Renders of a member still empty do not count: start once the
-            // seed topic's 10,000 scopes are published.
-            while ready.scope_count() < SEED_CONNECTORS * SEED_CLOUDS.len()
-                && !stop.load(Ordering::Acquire)
-            {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            while !stop.load(Ordering::Acquire) {
-                let r = s.render_metrics();
-                std::hint::black_box(&r.criteria);
-                bytes.store(r.text.len() as u64, Ordering::Relaxed);
-                n.fetch_add(1, Ordering::Relaxed);
-                ns.fetch_add(r.took.as_nanos() as u64, Ordering::Relaxed);
-            }
-        })
-    });
-    let read = || tasks.events_read().values().sum::<u64>();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !tasks.is_ready() {
-        assert!(Instant::now() < deadline, "no assignment");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let assigned = Instant::now();
-    let assigned_cpu = process_cpu();
-    // Views as they are published: (when, events read, CPU, broker CPU).
-    let mut seen: Vec<(Instant, u64, f64, f64)> = Vec::new();
-    let mut last = 0;
-    while last < expect {
-        assert!(
-            Instant::now() < deadline,
-            "daemon read {last} of {expect} events in 600 s: run invalid"
-        );
-        let v = read();
-        if v != last {
-            seen.push((Instant::now(), v, process_cpu(), mock.cpu()));
-            last = v;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let total_secs = assigned.elapsed().as_secs_f64();
-    let total_cpu = process_cpu() - assigned_cpu;
-    // Read before stopping: a closing consumer gives its tasks up.
-    assert_eq!(
-        last, expect,
-        "daemon read more events than produced: run invalid"
-    );
-    let rejected = tasks.rejected().total();
-    let scopes = tasks.scope_count();
-    stop.store(true, Ordering::Release);
-    consumer.join().expect("consumer thread").expect("consumer");
-    if let Some(r) = renderer {
-        let _ = r.join();
-    }
-    if let Some(r) = reader {
-        r.join().expect("reader");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    // Steady span: first view with events to the last one before all were
-    // read (the views between were published while it consumed).
-    let first = seen.first().expect("a view");
-    let end = if seen.len() >= 3 {
-        &seen[seen.len() - 2]
-    } else {
-        seen.last().expect("a view")
-    };
-    let secs = end.0.duration_since(first.0).as_secs_f64();
-    // Too short a run for two views: the whole span (broker CPU unknown).
-    let (secs, events, cpu, broker_cpu) = if secs > 0.0 {
-        (secs, end.1 - first.1, end.2 - first.2, end.3 - first.3)
-    } else {
-        (total_secs, expect, total_cpu, 0.0)
-    };
-    let n = renders.load(Ordering::Relaxed);
-    DaemonRun {
-        run: Run {
-            events,
-            rate: events as f64 / secs,
-            secs,
-            cpu,
-            broker_cpu,
-        },
-        total_secs,
-        total_cpu,
-        rejected,
-        scopes,
-        renders: n,
-        render_ms: render_ns.load(Ordering::Relaxed) as f64 / 1e6 / n.max(1) as f64,
-        render_bytes: render_bytes.load(Ordering::Relaxed),
     }
 }
 
 fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
     let mut ratios = Vec::new();
+    let label = if k.rekey {
+        "daemon, re-key stage (aggregated)"
+    } else {
+        "daemon (consumer + tasks + pool)"
+    };
     for round in 0..k.rounds {
         println!("round {}:", round + 1);
         let bare = bare_loop(
@@ -270,14 +114,12 @@ fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
             &format!("bare-{round}"),
         );
         print_run("bare rdkafka loop", &bare);
-        let d = daemon(
-            mock,
-            &[TOPIC],
-            realistic.events,
-            &format!("daemon-{round}"),
-            false,
-        );
-        print_run("daemon (consumer + tasks + pool)", &d.run);
+        let group = group_of(k, "daemon", round);
+        let d = daemon(mock, &[TOPIC], realistic.events, &group, false, k.rekey);
+        print_run(label, &d.run);
+        if k.rekey {
+            rekeyed_intact(mock, k, &group, realistic.events, d.input_secs);
+        }
         let whole = realistic.events as f64 / d.total_secs;
         println!(
             "  daemon: {:.2} s from assignment to the view of all {} events ({:.0} events/s, ratio {:.2}; the view lags up to 0.6 s); {} rejected; {} scopes",
@@ -289,7 +131,12 @@ fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
             d.scopes
         );
         assert_eq!(d.rejected, 0, "every corpus event is valid and recent");
-        let eng = engine_only(&realistic.messages_kept, k.partitions, realistic.events);
+        let eng = engine_only(
+            &realistic.messages_kept,
+            k.partitions,
+            realistic.events,
+            k.rekey,
+        );
         print_run("engine only (decode+ingest, 1 thread)", &eng);
         // CPU per event: what the daemon spends beyond fetching (the bare
         // loop's) and decode + aggregate (the engine-only pass's).
@@ -316,6 +163,35 @@ fn compare(mock: &MockKafka, k: &Knobs, realistic: &Produced) {
     );
 }
 
+/// A daemon run's consumer group (and so, with the re-key stage, its
+/// re-keyed topic, created at start): one per round.
+fn group_of(k: &Knobs, what: &str, round: usize) -> String {
+    if k.rekey {
+        format!("rekey-{what}-{round}")
+    } else {
+        format!("{what}-{round}")
+    }
+}
+
+/// Asserts that the re-keyed topic of `group` lost nothing in the mock,
+/// and prints what it holds.
+fn rekeyed_intact(mock: &MockKafka, k: &Knobs, group: &str, events: u64, input_secs: f64) {
+    let topic = format!("{group}-by-connector");
+    let w = watermarks(&mock.brokers, &topic, k.partitions);
+    let dropped: Vec<usize> = (0..w.len()).filter(|&p| w[p].0 > 0).collect();
+    assert!(
+        dropped.is_empty(),
+        "the mock dropped re-keyed records of partitions {dropped:?} of {topic} (5 MiB cap): \
+         run invalid, lower CGA_BENCH_EVENTS"
+    );
+    let records: i64 = w.iter().map(|x| x.1).sum();
+    println!(
+        "  re-key stage: input read in {input_secs:.2} s; {topic} holds {records} records \
+         for {events} events (busiest partition {}), none dropped",
+        w.iter().map(|x| x.1).max().unwrap_or(0)
+    );
+}
+
 fn reader_runs(mock: &MockKafka, k: &Knobs, realistic: &Produced, seed: u64) {
     let expect = realistic.events + seed;
     for round in 0..k.rounds {
@@ -328,6 +204,7 @@ fn reader_runs(mock: &MockKafka, k: &Knobs, realistic: &Produced, seed: u64) {
                 expect,
                 &format!("reader-{round}-{with}"),
                 with,
+                false,
             );
             let what = if with {
                 "daemon, reader rendering in a loop"
@@ -360,13 +237,43 @@ fn main() {
         return;
     }
     let k = Knobs::read();
-    let mock = MockKafka::start(&[
+    let mut topics = vec![
         format!("{TOPIC}:{}", k.partitions),
         format!("{SEED_TOPIC}:8"),
-    ]);
+    ];
+    if k.rekey {
+        // The re-keyed topic of each round's group, with the input's
+        // partition count, as the daemon would create it on a real broker.
+        assert!(
+            matches!(k.only.as_deref(), None | Some("compare") | Some("daemon")),
+            "CGA_BENCH_REKEY=1 runs CGA_BENCH_ONLY=compare or daemon"
+        );
+        for round in 0..k.rounds {
+            for what in ["daemon", "daemon-only"] {
+                let g = group_of(&k, what, round);
+                topics.push(format!("{g}-by-connector:{}", k.partitions));
+            }
+        }
+    }
+    let mock = MockKafka::start(&topics);
     let now_ms = connector_ga_exporter::app::wall_clock() / 1000;
     let t = Instant::now();
-    let realistic = produce_realistic(&mock.brokers, &k, now_ms);
+    let realistic = if k.rekey {
+        let (p, r) = produce_unkeyed(&mock.brokers, &k, now_ms);
+        let busiest = (0..r.bytes.len()).max_by_key(|&i| r.bytes[i]).unwrap_or(0);
+        println!(
+            "input NOT keyed by connector; the re-key stage will write one record per event, \
+             busiest connector {} events; busiest re-keyed partition {} records, {:.2} MiB \
+             before the re-key producer's lz4 (stored compressed; the 5 MiB cap is checked \
+             after each run)",
+            r.busiest_connector,
+            r.records[busiest],
+            r.bytes[busiest] as f64 / 1048576.0
+        );
+        p
+    } else {
+        produce_realistic(&mock.brokers, &k, now_ms)
+    };
     println!(
         "produced {} realistic events in {} messages ({} B, {:.0} B/event, compression {}) to {} \
          partitions, busiest {:.2} MiB, in {:.1} s; mock-kafka at {}",
@@ -415,9 +322,14 @@ fn main() {
                     &mock,
                     &[TOPIC],
                     realistic.events,
-                    &format!("daemon-only-{round}"),
+                    &group_of(&k, "daemon-only", round),
                     false,
+                    k.rekey,
                 );
+                if k.rekey {
+                    let g = group_of(&k, "daemon-only", round);
+                    rekeyed_intact(&mock, &k, &g, realistic.events, d.input_secs);
+                }
                 print_run(
                     if variant == 0 {
                         "daemon, A"
@@ -453,6 +365,7 @@ fn main() {
             let seed = produce_seed(&mock.brokers, now_ms);
             reader_runs(&mock, &k, &realistic, seed);
         }
+        _ if k.rekey => compare(&mock, &k, &realistic),
         _ => {
             compare(&mock, &k, &realistic);
             let seed = produce_seed(&mock.brokers, now_ms);

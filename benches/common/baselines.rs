@@ -81,8 +81,16 @@ pub fn bare_loop(mock: &MockKafka, expect_events: u64, expect_messages: u64, gro
 
 /// The same payloads decoded and ingested on this thread alone into one
 /// task per partition, no Kafka, no batches, no pool: the CPU the daemon
-/// cannot avoid per event.
-pub fn engine_only(msgs: &[(i32, Vec<u8>)], partitions: i32, expect: u64) -> Run {
+/// cannot avoid per event. `by_connector`: input not keyed by connector,
+/// so each event goes to the task of its connector's re-keyed partition
+/// (decoded once: the re-key stage's second decode and its round trip are
+/// the daemon's own costs).
+pub fn engine_only(
+    msgs: &[(i32, Vec<u8>)],
+    partitions: i32,
+    expect: u64,
+    by_connector: bool,
+) -> Run {
     let cfg = Config::from_toml("[kafka]\ninput_keyed_by_connector = true").expect("config");
     let set = TaskSet::new(&cfg);
     let mut tasks: Vec<Task> = (0..partitions)
@@ -97,9 +105,15 @@ pub fn engine_only(msgs: &[(i32, Vec<u8>)], partitions: i32, expect: u64) -> Run
     let (t, cpu) = (Instant::now(), process_cpu());
     let (mut events, mut bad) = (0u64, 0u64);
     for (p, payload) in msgs {
-        let task = &mut tasks[*p as usize];
         events += event::decode_payload_raw(payload, |r, _, _| match r {
             Ok(ev) => {
+                let p = if by_connector {
+                    // librdkafka's default partitioner, as the re-key stage's.
+                    (crc32fast::hash(ev.connector.as_bytes()) % partitions as u32) as usize
+                } else {
+                    *p as usize
+                };
+                let task = &mut tasks[p];
                 if task.ingest(&ev, &adm, set.params(), set.budget()).is_err() {
                     bad += 1;
                 }

@@ -1,12 +1,13 @@
 //! The input side of `benches/daemon.rs`: a `mock-kafka` process, and the
-//! topics it is fed (the realistic corpus keyed by connector, and the seed
-//! scopes of the reader runs).
+//! topics it is fed (the realistic corpus keyed by connector or not, and
+//! the seed scopes of the reader runs).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::corpus;
@@ -186,6 +187,98 @@ pub fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
     p.flush(Duration::from_secs(300)).expect("flush");
     out.max_partition_bytes = per_partition.iter().copied().max().unwrap_or(0);
     out
+}
+
+/// Where the re-key stage will write the events of an unkeyed topic,
+/// predicted from the corpus: per partition of `<group>-by-connector`.
+pub struct Rekeyed {
+    pub records: Vec<u64>,
+    /// Record bytes before compression (event + key + headers).
+    pub bytes: Vec<u64>,
+    /// Events of the busiest connector.
+    pub busiest_connector: u64,
+}
+
+/// A re-keyed record beyond its event's bytes, uncompressed: key
+/// (`shared_c0000`, 12 B), the four source headers (~82 B with their
+/// lengths) and the record's own varints (~16 B).
+const REKEY_OVERHEAD: u64 = 110;
+
+/// Produces `k.events` realistic events NOT keyed by connector, for the
+/// re-key stage: consecutive corpus events, `k.per_message` to a message
+/// (so a message mixes connectors), messages round-robin over the
+/// partitions, keyed by their number.
+pub fn produce_unkeyed(brokers: &str, k: &Knobs, now_ms: i64) -> (Produced, Rekeyed) {
+    let p = producer(brokers, &k.compression);
+    let parts = k.partitions as usize;
+    // librdkafka's default partitioner (`consistent_random`), which the
+    // daemon's re-key producer uses: CRC-32 of the key modulo the count.
+    let n = corpus::REALISTIC_CONNECTORS as usize;
+    let rekeyed_of: Vec<usize> = (0..n)
+        .map(|i| (crc32fast::hash(format!("shared_c{i:04}").as_bytes()) % parts as u32) as usize)
+        .collect();
+    let mut per_connector = vec![0u64; n];
+    let mut rk = Rekeyed {
+        records: vec![0; parts],
+        bytes: vec![0; parts],
+        busiest_connector: 0,
+    };
+    let mut per_partition = vec![0u64; parts];
+    let mut out = Produced {
+        messages_kept: Vec::new(),
+        events: 0,
+        messages: 0,
+        bytes: 0,
+        max_partition_bytes: 0,
+    };
+    let mut rng = corpus::Rng::new(42);
+    let (mut buf, mut count) = (Vec::new(), 0);
+    let mut line = Vec::with_capacity(256);
+    for e in 0..k.events {
+        line.clear();
+        let i =
+            corpus::event_line_at(corpus::Profile::Realistic, now_ms, &mut rng, &mut line) as usize;
+        per_connector[i] += 1;
+        rk.records[rekeyed_of[i]] += 1;
+        rk.bytes[rekeyed_of[i]] += line.len() as u64 + REKEY_OVERHEAD;
+        buf.extend_from_slice(&line);
+        count += 1;
+        out.events += 1;
+        if count == k.per_message || e + 1 == k.events {
+            let part = (out.messages % parts as u64) as i32;
+            send(&p, TOPIC, part, out.messages.to_string().as_bytes(), &buf);
+            per_partition[part as usize] += buf.len() as u64;
+            assert!(
+                k.compression != "none" || per_partition[part as usize] <= PARTITION_CAP,
+                "partition {part} would pass {PARTITION_CAP} bytes, past which the mock cluster \
+                 drops data: lower CGA_BENCH_EVENTS or raise CGA_BENCH_PARTITIONS"
+            );
+            out.messages += 1;
+            out.bytes += buf.len() as u64;
+            out.messages_kept.push((part, std::mem::take(&mut buf)));
+            count = 0;
+        }
+    }
+    p.flush(Duration::from_secs(300)).expect("flush");
+    out.max_partition_bytes = per_partition.iter().copied().max().unwrap_or(0);
+    rk.busiest_connector = per_connector.iter().copied().max().unwrap_or(0);
+    (out, rk)
+}
+
+/// (low, high) watermarks of each of `topic`'s first `partitions`
+/// partitions. The mock cluster moves a partition's low watermark past 0
+/// only when it drops data to stay under its size cap.
+pub fn watermarks(brokers: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("watermark client");
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+        })
+        .collect()
 }
 
 /// 2,000 seed connectors × 5 clouds, one event each: 10,000 scopes for the
