@@ -1,21 +1,25 @@
 //! The report document of SPEC §8 (JSON and a table for people), and the
 //! `report` command: a file of events in, the verdict of every scope out.
 //!
-//! The file is streamed: NDJSON is cut into chunks at line ends, and each
-//! of `threads` workers decodes the chunks it takes into a [`Task`] of its
-//! own, through the daemon's ingest entry point ([`Task::ingest`]); memory
-//! holds a few chunks, never the file. The workers' engines are merged per
-//! connector at the end, the way a member merges a connector held by
-//! several tasks (exact: see [`measure::measure_held`]), and measured by the
-//! same threads. A file that is one multi-line JSON document (a
-//! pretty-printed array) is read whole, as it cannot be cut.
+//! The file is streamed: NDJSON is cut into chunks at line ends, and memory
+//! holds a few chunks, never the file. With one thread, each chunk is
+//! decoded straight into one [`Task`] through the daemon's ingest entry
+//! point ([`Task::ingest`]). With more, as the daemon's consumer does with a
+//! batch, each batch of chunks goes through two parallel phases: decode
+//! (one chunk per job), then ingest, where each connector's events go to
+//! the one task that owns it (by the hash of its id, among a few tasks per
+//! thread so that the threads can share them out evenly). A connector's
+//! scopes therefore live in one task: no state is held twice, and nothing
+//! is merged before measuring, which the same threads do. A file that is
+//! one multi-line JSON document (a pretty-printed array) is read whole, as
+//! it cannot be cut.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
@@ -293,11 +297,16 @@ fn daily_json(r: &DailyRow) -> Value {
     })
 }
 
-/// Bytes per chunk handed to a decode thread.
+/// Bytes per chunk handed to a decode job.
 const CHUNK: usize = 1 << 20;
 
-/// One worker of `report`: a task of its own, fed through the daemon's
-/// ingest entry point, and the latest valid event time it saw.
+/// Tasks per thread when `report` runs on several: the ingest phase hands
+/// out whole tasks, largest first, so more tasks than threads keep the
+/// threads evenly busy when a few connectors carry most of the traffic.
+const TASKS_PER_THREAD: usize = 16;
+
+/// One task of `report`, fed through the daemon's ingest entry point, and
+/// the latest valid event time it saw.
 struct Worker<'p> {
     task: Task,
     adm: Admission,
@@ -317,8 +326,8 @@ impl<'p> Worker<'p> {
         }
     }
 
-    /// Decodes and ingests one chunk: events go to the task as they are
-    /// decoded, while their line is still in cache.
+    /// Decodes and ingests one chunk (one thread): events go to the task as
+    /// they are decoded, while their line is still in cache.
     fn payload(&mut self, bytes: &[u8], lines: bool) {
         let Worker {
             task,
@@ -344,6 +353,14 @@ impl<'p> Worker<'p> {
         }
     }
 
+    /// Ingests events decoded elsewhere (several threads), in file order.
+    fn ingest<'e, 'a: 'e>(&mut self, events: impl Iterator<Item = &'e Event<'a>>) {
+        for ev in events {
+            // A rejection is counted in the task.
+            let _ = self.task.ingest(ev, &self.adm, self.params, self.budget);
+        }
+    }
+
     /// The task's engine and rejections, and the latest valid event time.
     fn finish(self) -> (Engine, RejectCounts, Option<Micros>) {
         let mut task = self.task;
@@ -356,6 +373,33 @@ impl<'p> Worker<'p> {
         } = Arc::try_unwrap(view).expect("the view has no other owner");
         (engine, rejected, self.max_ts)
     }
+}
+
+/// One chunk decoded (several threads): its valid events by the task that
+/// owns their connector, its decoding rejections, its latest event time.
+struct Decoded<'a> {
+    by_task: Vec<Vec<Event<'a>>>,
+    rejected: RejectCounts,
+    max_ts: Option<Micros>,
+}
+
+fn decode_chunk<'a>(bytes: &'a [u8], tasks: usize) -> Decoded<'a> {
+    let mut d = Decoded {
+        by_task: (0..tasks).map(|_| Vec::new()).collect(),
+        rejected: RejectCounts::default(),
+        max_ts: None,
+    };
+    let mut sink = |r: Result<Event<'a>, Reject>| match r {
+        Ok(ev) => {
+            d.max_ts = Some(d.max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
+            d.by_task[state::shard_of(&ev.connector, tasks)].push(ev);
+        }
+        Err(r) => d.rejected.add(r, 1),
+    };
+    for line in bytes.split(|&b| b == b'\n') {
+        event::decode_line(line, &mut sink);
+    }
+    d
 }
 
 /// Runs `report` over a file: decodes every event, settles `now` and
@@ -422,6 +466,15 @@ pub fn report_file_with(
         .unwrap_or(&[]);
     let streaming = n == CHUNK && event::is_complete_doc(first_line);
 
+    let pool = (threads > 1).then(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("report-{i}"))
+            .build()
+            .expect("report thread pool")
+    });
+    let mut rejected = RejectCounts::default();
+    let mut max_ts: Option<Micros> = None;
     let mut results: Vec<(Engine, RejectCounts, Option<Micros>)> = Vec::new();
     if !streaming {
         // A small file, or one multi-line document that cannot be cut:
@@ -433,46 +486,43 @@ pub fn report_file_with(
         results.push(w.finish());
     } else {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(threads * 2);
-        let rx = Arc::new(Mutex::new(rx));
         let read_result = std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..threads)
-                .map(|i| {
-                    let rx = Arc::clone(&rx);
-                    let (params, budget) = (&params, &budget);
-                    sc.spawn(move || {
-                        let mut w = Worker::new(i, adm, params, budget);
-                        loop {
-                            let chunk = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                            match chunk {
-                                Ok(c) => w.payload(&c, true),
-                                Err(_) => break,
-                            }
-                        }
-                        w.finish()
-                    })
-                })
-                .collect();
-            let r = feed_chunks(&mut file, first, &tx, bar.as_ref());
-            drop(tx);
-            for h in handles {
-                results.push(h.join().expect("decode thread panicked"));
+            let reader = sc.spawn(|| {
+                let r = feed_chunks(&mut file, first, &tx, bar.as_ref());
+                drop(tx);
+                r
+            });
+            match &pool {
+                None => {
+                    let mut w = Worker::new(0, adm, &params, &budget);
+                    for c in rx.iter() {
+                        w.payload(&c, true);
+                    }
+                    results.push(w.finish());
+                }
+                Some(pool) => {
+                    let mut workers: Vec<Worker<'_>> = (0..threads * TASKS_PER_THREAD)
+                        .map(|i| Worker::new(i, adm, &params, &budget))
+                        .collect();
+                    while let Some(batch) = next_batch(&rx, threads) {
+                        let (r, m) = routed_batch(pool, &batch, &mut workers);
+                        rejected.merge(&r);
+                        max_ts = later(max_ts, m);
+                    }
+                    results.extend(workers.into_iter().map(Worker::finish));
+                }
             }
-            r
+            reader.join().expect("reader thread panicked")
         });
         read_result.map_err(io)?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut rejected = RejectCounts::default();
-    let mut max_ts: Option<Micros> = None;
     let mut engines = Vec::with_capacity(results.len());
     for (e, r, m) in results {
         rejected.merge(&r);
-        max_ts = match (max_ts, m) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        max_ts = later(max_ts, m);
         engines.push(e);
     }
     let now = now.or(max_ts).unwrap_or(fallback_now);
@@ -487,6 +537,68 @@ pub fn report_file_with(
         scopes: measure_all(engines, cfg, now, daily, &params, threads),
         membership: None,
     })
+}
+
+fn later(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Up to `n` chunks, waiting for each; `None` once the file is all read.
+fn next_batch(rx: &mpsc::Receiver<Vec<u8>>, n: usize) -> Option<Vec<Vec<u8>>> {
+    let mut batch = Vec::with_capacity(n);
+    while batch.len() < n {
+        match rx.recv() {
+            Ok(c) => batch.push(c),
+            Err(_) => break,
+        }
+    }
+    (!batch.is_empty()).then_some(batch)
+}
+
+/// One batch on several threads, in two phases as the daemon's consumer
+/// does: every chunk decoded (one job each), then every task lent to one
+/// job that ingests its events of the whole batch, in file order. Returns
+/// the decoding rejections and the latest valid event time.
+fn routed_batch(
+    pool: &rayon::ThreadPool,
+    batch: &[Vec<u8>],
+    workers: &mut [Worker<'_>],
+) -> (RejectCounts, Option<Micros>) {
+    let tasks = workers.len();
+    let mut decoded: Vec<Option<Decoded<'_>>> = (0..batch.len()).map(|_| None).collect();
+    pool.scope(|s| {
+        for (slot, chunk) in decoded.iter_mut().zip(batch) {
+            s.spawn(move |_| *slot = Some(decode_chunk(chunk, tasks)));
+        }
+    });
+    let decoded: Vec<Decoded<'_>> = decoded
+        .into_iter()
+        .map(|d| d.expect("every chunk decoded"))
+        .collect();
+    // Largest first, so that the last jobs taken are the short ones.
+    let mut jobs: Vec<(usize, usize, &mut Worker<'_>)> = workers
+        .iter_mut()
+        .enumerate()
+        .map(|(k, w)| (decoded.iter().map(|d| d.by_task[k].len()).sum(), k, w))
+        .filter(|j| j.0 > 0)
+        .collect();
+    jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.0));
+    let decoded = &decoded;
+    pool.scope_fifo(|s| {
+        for (_, k, w) in jobs {
+            s.spawn_fifo(move |_| w.ingest(decoded.iter().flat_map(|d| &d.by_task[k])));
+        }
+    });
+    let mut rejected = RejectCounts::default();
+    let mut max_ts = None;
+    for d in decoded {
+        rejected.merge(&d.rejected);
+        max_ts = later(max_ts, d.max_ts);
+    }
+    (rejected, max_ts)
 }
 
 /// Events held that `now` puts outside retention (`too_old` in hindsight,
@@ -513,10 +625,11 @@ fn settle_retention(
     n
 }
 
-/// Every scope of the workers' engines, sorted (SPEC §8): each connector's
-/// states are moved out of the engines, grouped by connector onto
-/// `threads` threads, merged there ([`measure::measure_held`]) and
-/// measured.
+/// Every scope of the tasks' engines, sorted (SPEC §8): each connector's
+/// state is moved out of its engine, grouped by connector onto `threads`
+/// threads and measured there. Each connector is in one engine (one
+/// thread, or routed by connector), so [`measure::measure_held`] has
+/// nothing to merge; it would merge exactly if one were held twice.
 fn measure_all(
     engines: Vec<Engine>,
     cfg: &Config,
