@@ -108,6 +108,7 @@ fn send(p: &BaseProducer, topic: &str, partition: i32, key: &[u8], payload: &[u8
 }
 
 /// What was produced to a topic.
+#[derive(Default)]
 pub struct Produced {
     /// (partition, payload) of every message, for the engine-only pass.
     pub messages_kept: Vec<(i32, Vec<u8>)>,
@@ -141,13 +142,7 @@ pub fn produce_realistic(brokers: &str, k: &Knobs, now_ms: i64) -> Produced {
     let mut rng = corpus::Rng::new(42);
     let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
     let mut per_partition = vec![0u64; parts];
-    let mut out = Produced {
-        messages_kept: Vec::new(),
-        events: 0,
-        messages: 0,
-        bytes: 0,
-        max_partition_bytes: 0,
-    };
+    let mut out = Produced::default();
     let mut line = Vec::with_capacity(256);
     let uncompressed = k.compression == "none";
     let mut flush = |i: usize, buf: &mut Vec<u8>, out: &mut Produced| {
@@ -224,13 +219,7 @@ pub fn produce_unkeyed(brokers: &str, k: &Knobs, now_ms: i64) -> (Produced, Reke
         busiest_connector: 0,
     };
     let mut per_partition = vec![0u64; parts];
-    let mut out = Produced {
-        messages_kept: Vec::new(),
-        events: 0,
-        messages: 0,
-        bytes: 0,
-        max_partition_bytes: 0,
-    };
+    let mut out = Produced::default();
     let mut rng = corpus::Rng::new(42);
     let (mut buf, mut count) = (Vec::new(), 0);
     let mut line = Vec::with_capacity(256);

@@ -9,6 +9,7 @@
 //! - [`undecodable`]: a message that stalls its partition is found, counted
 //!   and skipped.
 
+mod batch;
 pub mod consumer;
 pub mod dead_letter;
 pub mod rekey;

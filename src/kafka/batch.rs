@@ -1,0 +1,279 @@
+//! One polled batch, decoded and ingested on the worker pool in two
+//! parallel phases: decode (the batch split by payload bytes), then ingest,
+//! each worker writing only the tasks it is lent for that batch (one writer
+//! per task, no lock between workers). The read stage's tasks hand each
+//! valid event to the re-key producer instead of aggregating it.
+
+use std::collections::HashMap;
+
+use rdkafka::message::{Message, OwnedMessage};
+
+use super::consumer::{Inner, Owned};
+use super::rekey::{self, Source};
+use crate::engine::event::{self, Event, Reject};
+use crate::engine::state::Admission;
+use crate::task::{Stage, Task};
+use crate::telemetry::wall_clock;
+
+/// Payload bytes per decoding worker: a batch holding less is decoded on
+/// the consumer thread alone (a hand-off costs more than it saves). Bytes,
+/// not messages: one message may carry one event or a hundred.
+const PARALLEL_MIN_BYTES: usize = 32 * 1024;
+
+/// One chunk of a batch, decoded: valid events with their task, the
+/// messages read (task, offset, events), and rejections by task.
+struct Decoded<'a> {
+    events: Vec<Event<'a>>,
+    /// Index of each event's task in the batch's task list.
+    task_of: Vec<u32>,
+    /// (message index in the batch, source bytes, index inside an array)
+    sources: Vec<(usize, &'a [u8], Option<usize>)>,
+    /// Each event's position among its record's events (read stage), or
+    /// its source position (re-keyed records).
+    origin: Vec<Origin<'a>>,
+    /// (task, offset, events read) per message.
+    read: Vec<(u32, i64, u64)>,
+    rejected: Vec<(u32, Reject)>,
+}
+
+/// Decodes and ingests a batch in two parallel phases on the worker pool:
+/// decode (messages split evenly), then ingest, each worker writing only
+/// the tasks it is lent (`task index % workers`).
+pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
+    let cfg = &inner.h.cfg;
+    let now = wall_clock();
+    let adm = Admission::daemon_at(
+        now,
+        cfg.criteria.retention_days,
+        cfg.criteria.max_future_skew_seconds,
+    );
+    // The batch's tasks, each lent to one worker.
+    let mut index: HashMap<(&str, i32), u32> = HashMap::new();
+    for m in batch {
+        let n = index.len() as u32;
+        index.entry((m.topic(), m.partition())).or_insert(n);
+    }
+    let mut slots: Vec<Option<&mut Task>> = (0..index.len()).map(|_| None).collect();
+    for (id, t) in owned.iter_mut() {
+        if let Some(i) = index.get(&(&*id.topic, id.partition)) {
+            slots[*i as usize] = Some(t);
+        }
+    }
+    let task_index: Vec<Option<u32>> = batch
+        .iter()
+        .map(|m| {
+            let i = index[&(m.topic(), m.partition())];
+            slots[i as usize].is_some().then_some(i)
+        })
+        .collect();
+
+    let chunks = split_by_bytes(batch, inner.workers);
+    let task_index = &task_index;
+    let decoded: Vec<Decoded<'_>> = if chunks.len() == 1 {
+        vec![decode_chunk(inner, chunks[0].1, chunks[0].0, task_index)]
+    } else {
+        let mut out: Vec<Option<Decoded<'_>>> = (0..chunks.len()).map(|_| None).collect();
+        inner.pool.scope(|s| {
+            for (slot, &(first, msgs)) in out.iter_mut().zip(&chunks) {
+                s.spawn(move |_| *slot = Some(decode_chunk(inner, msgs, first, task_index)));
+            }
+        });
+        out.into_iter()
+            .map(|d| d.expect("every chunk decoded"))
+            .collect()
+    };
+
+    let owners = inner.workers.min(slots.len()).max(1);
+    let mut lent: Vec<Vec<Option<&mut Task>>> = (0..owners).map(|_| Vec::new()).collect();
+    for (i, t) in slots.into_iter().enumerate() {
+        lent[i % owners].push(t);
+    }
+    let params = inner.h.tasks.params();
+    let budget = inner.h.tasks.budget();
+    let ingest = |w: usize, mine: &mut Vec<Option<&mut Task>>| {
+        for d in &decoded {
+            for &(i, reason) in &d.rejected {
+                if let Some(t) = lent_task(mine, i, w, owners) {
+                    t.reject(reason, 1);
+                }
+            }
+            for (k, ev) in d.events.iter().enumerate() {
+                let Some(t) = lent_task(mine, d.task_of[k], w, owners) else {
+                    continue;
+                };
+                let (mi, raw, idx) = d.sources[k];
+                let m = &batch[mi];
+                let mut at = (m.topic(), m.partition(), m.offset());
+                let r = match (t.stage, d.origin[k]) {
+                    (Stage::Read, Origin::Index(i)) => {
+                        // Rejections up to `from_future` are decided here;
+                        // the rest leaves for its connector's partition.
+                        let r = adm.admit(ev.ts);
+                        match r {
+                            Ok(()) => inner.rekey.as_ref().expect("read stage").send(
+                                &ev.connector,
+                                raw,
+                                Source {
+                                    topic: m.topic(),
+                                    partition: m.partition(),
+                                    offset: m.offset(),
+                                    index: i,
+                                },
+                            ),
+                            Err(reason) => t.reject(reason, 1),
+                        }
+                        r
+                    }
+                    (Stage::Rekeyed, Origin::Source(s)) => {
+                        if t.replayed((s.topic, s.partition), s.offset, s.index) {
+                            continue;
+                        }
+                        at = (s.topic, s.partition, s.offset);
+                        t.ingest(ev, &adm, params, budget)
+                    }
+                    _ => t.ingest(ev, &adm, params, budget),
+                };
+                if let (Err(reason), Some(dlq)) = (r, &inner.dlq) {
+                    dlq.send(at, Some(raw), idx, reason);
+                }
+            }
+            for &(i, offset, n) in &d.read {
+                if let Some(t) = lent_task(mine, i, w, owners) {
+                    t.advance(offset + 1, n);
+                }
+            }
+        }
+    };
+    if owners == 1 {
+        ingest(0, &mut lent[0]);
+    } else {
+        inner.pool.scope(|s| {
+            for (w, mine) in lent.iter_mut().enumerate() {
+                let ingest = &ingest;
+                s.spawn(move |_| ingest(w, mine));
+            }
+        });
+    }
+}
+
+/// The batch in up to `workers` runs of consecutive messages holding about
+/// the same payload bytes, each with the index of its first message; one
+/// run when the batch is under [`PARALLEL_MIN_BYTES`] per worker.
+fn split_by_bytes(batch: &[OwnedMessage], workers: usize) -> Vec<(usize, &[OwnedMessage])> {
+    let size = |m: &OwnedMessage| m.payload().map_or(0, <[u8]>::len);
+    let total: usize = batch.iter().map(size).sum();
+    let workers = workers.min(total / PARALLEL_MIN_BYTES).max(1);
+    let share = total.div_ceil(workers);
+    let mut chunks = Vec::with_capacity(workers);
+    let (mut start, mut acc) = (0, 0);
+    for (i, m) in batch.iter().enumerate() {
+        acc += size(m);
+        if acc >= share && chunks.len() + 1 < workers {
+            chunks.push((start, &batch[start..=i]));
+            start = i + 1;
+            acc = 0;
+        }
+    }
+    if start < batch.len() {
+        chunks.push((start, &batch[start..]));
+    }
+    chunks
+}
+
+/// Task `i` of the batch when worker `w` of `owners` is lent it.
+fn lent_task<'x>(
+    mine: &'x mut [Option<&mut Task>],
+    i: u32,
+    w: usize,
+    owners: usize,
+) -> Option<&'x mut Task> {
+    let i = i as usize;
+    if i % owners != w {
+        return None;
+    }
+    mine[i / owners].as_deref_mut()
+}
+
+/// Where an event sits in the stream, for the re-key stage.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// The k-th event of its input record.
+    Index(u32),
+    /// A re-keyed record: its source position.
+    Source(Source<'a>),
+}
+
+fn decode_chunk<'a>(
+    inner: &Inner,
+    msgs: &'a [OwnedMessage],
+    first: usize,
+    task_index: &[Option<u32>],
+) -> Decoded<'a> {
+    // Sized for the events, not the messages: a message often carries many
+    // (NDJSON), and growing these by doubling copied every `Event` several
+    // times (memcpy and fresh pages were 18% of decoding in
+    // `benches/daemon.rs`). Events are rarely under ~100 bytes.
+    let bytes: usize = msgs
+        .iter()
+        .map(|m| m.payload().map_or(0, <[u8]>::len))
+        .sum();
+    let events = msgs.len().max(bytes / 100);
+    let mut d = Decoded {
+        events: Vec::with_capacity(events),
+        task_of: Vec::with_capacity(events),
+        sources: Vec::with_capacity(events),
+        origin: Vec::with_capacity(events),
+        read: Vec::with_capacity(msgs.len()),
+        rejected: Vec::new(),
+    };
+    for (k, m) in msgs.iter().enumerate() {
+        let Some(ti) = task_index[first + k] else {
+            continue;
+        };
+        let rekeyed = inner.stage(m.topic()) == Stage::Rekeyed;
+        let src = if rekeyed { rekey::source_of(m) } else { None };
+        if rekeyed && src.is_none() {
+            // Not written by the re-key stage: nothing says where it came
+            // from, so it cannot be counted exactly once.
+            tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "record without source headers in the re-keyed topic: skipped"
+            );
+            d.read.push((ti, m.offset(), 0));
+            continue;
+        }
+        let payload = m.payload().unwrap_or(&[]);
+        let mut seq = 0u32;
+        let n = event::decode_payload_raw(payload, |r, raw, idx| {
+            let origin = match src {
+                Some(s) => Origin::Source(s),
+                None => Origin::Index(seq),
+            };
+            seq += 1;
+            match r {
+                Ok(ev) => {
+                    d.events.push(ev);
+                    d.task_of.push(ti);
+                    d.sources.push((first + k, raw, idx));
+                    d.origin.push(origin);
+                }
+                Err(reason) => {
+                    d.rejected.push((ti, reason));
+                    if let Some(dlq) = &inner.dlq {
+                        dlq.send(
+                            (m.topic(), m.partition(), m.offset()),
+                            Some(raw),
+                            idx,
+                            reason,
+                        );
+                    }
+                }
+            }
+        });
+        // Events are counted where they are first read.
+        d.read.push((ti, m.offset(), if rekeyed { 0 } else { n }));
+    }
+    d
+}
