@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -36,37 +36,14 @@ fn run_expecting_exit(
         .envs(env)
         .command();
     let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return Ok((st.code().unwrap_or(-1), err));
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "config {config:?} env {env:?}: still running 20 s after start"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_exit(&mut child, 20)
+        .map(|(st, err)| (st.code().unwrap_or(-1), err))
+        .ok_or_else(|| format!("config {config:?} env {env:?}: still running 20 s after start"))
 }
 
-/// Runs `cmd` (stderr piped) until it exits, at most `secs` seconds, else
-/// kills it and panics with `stuck`; its exit status and stderr.
-fn exit_and_stderr(
-    mut cmd: std::process::Command,
-    secs: u64,
-    stuck: &str,
-) -> (std::process::ExitStatus, String) {
-    let mut child = cmd.spawn().unwrap();
+/// Waits for `child` (stderr piped) to exit, at most `secs` seconds: its
+/// exit status and stderr, or None after killing it at the deadline.
+fn wait_until_exit(child: &mut Child, secs: u64) -> Option<(ExitStatus, String)> {
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -75,9 +52,9 @@ fn exit_and_stderr(
         if start.elapsed() > Duration::from_secs(secs) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{stuck}");
+            return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
     child
@@ -86,17 +63,19 @@ fn exit_and_stderr(
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    (status, err)
+    Some((status, err))
+}
+
+/// Runs `cmd` (stderr piped) until it exits, at most `secs` seconds, else
+/// kills it and panics with `stuck`; its exit status and stderr.
+fn exit_and_stderr(mut cmd: Command, secs: u64, stuck: &str) -> (ExitStatus, String) {
+    let mut child = cmd.spawn().unwrap();
+    wait_until_exit(&mut child, secs).unwrap_or_else(|| panic!("{stuck}"))
 }
 
 /// Asserts that a start-up stopped (`status` a failure) with exactly one
 /// stderr line, which starts with `prefix` and contains each of `want`.
-fn assert_stopped_with_one_line(
-    status: std::process::ExitStatus,
-    err: &str,
-    prefix: &str,
-    want: &[&str],
-) {
+fn assert_stopped_with_one_line(status: ExitStatus, err: &str, prefix: &str, want: &[&str]) {
     assert!(!status.success(), "exit {status}, stderr:\n{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line, got:\n{err}");
