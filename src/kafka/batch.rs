@@ -37,8 +37,8 @@ struct Decoded<'a> {
 }
 
 /// Decodes and ingests a batch in two parallel phases on the worker pool:
-/// decode (messages split evenly), then ingest, each worker writing only
-/// the tasks it is lent (`task index % workers`).
+/// decode (the batch split by payload bytes), then ingest, each worker
+/// writing only the tasks it is lent (`task index % workers`).
 pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) {
     let cfg = &inner.h.cfg;
     let now = wall_clock();
@@ -70,12 +70,12 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
     let chunks = split_by_bytes(batch, inner.workers);
     let task_index = &task_index;
     let decoded: Vec<Decoded<'_>> = if chunks.len() == 1 {
-        vec![decode_chunk(inner, chunks[0].1, chunks[0].0, task_index)]
+        vec![decode_chunk(inner, chunks[0], task_index)]
     } else {
         let mut out: Vec<Option<Decoded<'_>>> = (0..chunks.len()).map(|_| None).collect();
         inner.pool.scope(|s| {
-            for (slot, &(first, msgs)) in out.iter_mut().zip(&chunks) {
-                s.spawn(move |_| *slot = Some(decode_chunk(inner, msgs, first, task_index)));
+            for (slot, &chunk) in out.iter_mut().zip(&chunks) {
+                s.spawn(move |_| *slot = Some(decode_chunk(inner, chunk, task_index)));
             }
         });
         out.into_iter()
@@ -156,10 +156,20 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
     }
 }
 
+/// A run of consecutive messages of a batch, decoded by one worker.
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    /// Index of its first message in the batch.
+    first: usize,
+    msgs: &'a [OwnedMessage],
+    /// Its payload bytes, summed once while splitting the batch.
+    bytes: usize,
+}
+
 /// The batch in up to `workers` runs of consecutive messages holding about
-/// the same payload bytes, each with the index of its first message; one
-/// run when the batch is under [`PARALLEL_MIN_BYTES`] per worker.
-fn split_by_bytes(batch: &[OwnedMessage], workers: usize) -> Vec<(usize, &[OwnedMessage])> {
+/// the same payload bytes; one run when the batch is under
+/// [`PARALLEL_MIN_BYTES`] per worker.
+fn split_by_bytes(batch: &[OwnedMessage], workers: usize) -> Vec<Chunk<'_>> {
     let size = |m: &OwnedMessage| m.payload().map_or(0, <[u8]>::len);
     let total: usize = batch.iter().map(size).sum();
     let workers = workers.min(total / PARALLEL_MIN_BYTES).max(1);
@@ -169,13 +179,21 @@ fn split_by_bytes(batch: &[OwnedMessage], workers: usize) -> Vec<(usize, &[Owned
     for (i, m) in batch.iter().enumerate() {
         acc += size(m);
         if acc >= share && chunks.len() + 1 < workers {
-            chunks.push((start, &batch[start..=i]));
+            chunks.push(Chunk {
+                first: start,
+                msgs: &batch[start..=i],
+                bytes: acc,
+            });
             start = i + 1;
             acc = 0;
         }
     }
     if start < batch.len() {
-        chunks.push((start, &batch[start..]));
+        chunks.push(Chunk {
+            first: start,
+            msgs: &batch[start..],
+            bytes: acc,
+        });
     }
     chunks
 }
@@ -203,20 +221,12 @@ enum Origin<'a> {
     Source(Source<'a>),
 }
 
-fn decode_chunk<'a>(
-    inner: &Inner,
-    msgs: &'a [OwnedMessage],
-    first: usize,
-    task_index: &[Option<u32>],
-) -> Decoded<'a> {
+fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>]) -> Decoded<'a> {
+    let Chunk { first, msgs, bytes } = chunk;
     // Sized for the events, not the messages: a message often carries many
     // (NDJSON), and growing these by doubling copied every `Event` several
     // times (memcpy and fresh pages were 18% of decoding in
     // `benches/daemon.rs`). Events are rarely under ~100 bytes.
-    let bytes: usize = msgs
-        .iter()
-        .map(|m| m.payload().map_or(0, <[u8]>::len))
-        .sum();
     let events = msgs.len().max(bytes / 100);
     let mut d = Decoded {
         events: Vec::with_capacity(events),
@@ -276,4 +286,108 @@ fn decode_chunk<'a>(
         d.read.push((ti, m.offset(), if rekeyed { 0 } else { n }));
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    /// Messages with these payload sizes (None: no payload, 0 bytes).
+    fn batch(sizes: &[Option<usize>]) -> Vec<OwnedMessage> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                OwnedMessage::new(
+                    n.map(|n| vec![b'x'; n]),
+                    None,
+                    "t".to_string(),
+                    Timestamp::NotAvailable,
+                    0,
+                    i as i64,
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    /// (first, messages, bytes) per chunk, and each chunk's slice really is
+    /// the batch from `first` on.
+    fn shape(batch: &[OwnedMessage], workers: usize) -> Vec<(usize, usize, usize)> {
+        split_by_bytes(batch, workers)
+            .iter()
+            .map(|c| {
+                assert!(std::ptr::eq(&c.msgs[0], &batch[c.first]));
+                (c.first, c.msgs.len(), c.bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_under_the_parallel_minimum_is_one_chunk() {
+        // 3 x 10 000 = 30 000 bytes < 32 768: workers = min(4, 0).max(1) = 1.
+        let b = batch(&[Some(10_000); 3]);
+        assert_eq!(shape(&b, 4), vec![(0, 3, 30_000)]);
+    }
+
+    #[test]
+    fn even_messages_split_into_even_chunks() {
+        // 8 x 16 384 = 131 072 = 4 x 32 768: workers = min(4, 4) = 4, share
+        // 32 768 = 2 messages a chunk.
+        let b = batch(&[Some(16_384); 8]);
+        assert_eq!(
+            shape(&b, 4),
+            vec![
+                (0, 2, 32_768),
+                (2, 2, 32_768),
+                (4, 2, 32_768),
+                (6, 2, 32_768)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_last_chunk_takes_the_rest_and_a_missing_payload_counts_zero() {
+        // 40 000 + 1 000 + 1 000 + 30 000 + 0 + 28 000 = 100 000 bytes;
+        // 100 000 / 32 768 = 3, workers = min(2, 3) = 2, share 50 000.
+        // Running sum 40 000, 41 000, 42 000, 72 000 >= 50 000: messages
+        // 0..=3 (72 000); the rest, 4..=5, is 0 + 28 000 = 28 000.
+        let b = batch(&[
+            Some(40_000),
+            Some(1_000),
+            Some(1_000),
+            Some(30_000),
+            None,
+            Some(28_000),
+        ]);
+        assert_eq!(shape(&b, 2), vec![(0, 4, 72_000), (4, 2, 28_000)]);
+    }
+
+    #[test]
+    fn workers_are_capped_by_the_bytes() {
+        // 5 x 20 000 = 100 000 bytes; 100 000 / 32 768 = 3, workers =
+        // min(8, 3) = 3, share = ceil(100 000 / 3) = 33 334. Running sum
+        // 20 000, 40 000 >= share: 0..=1; again 2..=3; the third chunk is
+        // the rest, message 4 (20 000).
+        let b = batch(&[Some(20_000); 5]);
+        assert_eq!(
+            shape(&b, 8),
+            vec![(0, 2, 40_000), (2, 2, 40_000), (4, 1, 20_000)]
+        );
+    }
+
+    #[test]
+    fn a_chunk_closed_by_the_last_message_leaves_no_empty_one() {
+        // 10 000 + 60 000 = 70 000; 70 000 / 32 768 = 2, workers 2, share
+        // 35 000: the sum reaches it only at the last message, so one chunk
+        // of both (70 000) and nothing after it.
+        let b = batch(&[Some(10_000), Some(60_000)]);
+        assert_eq!(shape(&b, 2), vec![(0, 2, 70_000)]);
+    }
+
+    #[test]
+    fn an_empty_batch_has_no_chunks() {
+        assert_eq!(shape(&[], 4), vec![]);
+    }
 }
