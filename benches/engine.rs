@@ -21,7 +21,9 @@
 //!   and the same through the `serde_json` path alone (`serde_json_path`:
 //!   the decoder before its sonic-rs fast path);
 //! - `classify_aggregate`: decoded events ingested into one `Engine` (one
-//!   single-writer task, or one of `report`'s workers);
+//!   single-writer task, or one of `report`'s workers), one event at a time
+//!   (`engine_ingest`) and in batches of `GROUP_BATCH` events visited scope
+//!   by scope (`engine_ingest_batch`, what the daemon and `report` do);
 //! - `report_end_to_end`: `report::report_file` on the corpus file, with 1
 //!   and with 2 worker threads.
 //!
@@ -186,6 +188,25 @@ fn aggregate_engine(f: &Fixture) -> u64 {
     accepted
 }
 
+/// Events per `Engine::ingest_batch` call in `engine_ingest_batch`: about
+/// what one of the daemon's polled batches holds (4,096 messages of up to
+/// 100 events) for one of its busier tasks.
+const GROUP_BATCH: usize = 32_768;
+
+fn aggregate_engine_batch(f: &Fixture) -> u64 {
+    let p = Params::from_config(&f.cfg);
+    let budget = SeriesBudget::new(usize::MAX);
+    let adm = admission(f);
+    let mut e = Engine::default();
+    let mut rejected = 0;
+    for chunk in f.events.chunks(GROUP_BATCH) {
+        let refs: Vec<&_> = chunk.iter().collect();
+        e.ingest_batch(&refs, &adm, &p, &budget, |_, _| rejected += 1);
+    }
+    black_box(&e);
+    f.events.len() as u64 - rejected
+}
+
 fn end_to_end(f: &Fixture, threads: usize) -> u64 {
     let r =
         report::report_file(f.file.path(), &f.cfg, Some(f.now), f.now, threads).expect("report");
@@ -202,13 +223,18 @@ fn end_to_end_2(f: &Fixture) -> u64 {
 
 type Workload = (&'static str, &'static str, fn(&Fixture) -> u64);
 
-const WORKLOADS: [Workload; 8] = [
+const WORKLOADS: [Workload; 9] = [
     ("parse_only", "serde_json_value", parse_value),
     ("parse_only", "borrowed_struct", parse_borrowed),
     ("parse_only", "ignored_any", parse_ignored),
     ("decode", "serde_json_path", decode_reference),
     ("decode", "decode_line", decode),
     ("classify_aggregate", "engine_ingest", aggregate_engine),
+    (
+        "classify_aggregate",
+        "engine_ingest_batch",
+        aggregate_engine_batch,
+    ),
     ("report_end_to_end", "threads_1", end_to_end_1),
     ("report_end_to_end", "threads_2", end_to_end_2),
 ];

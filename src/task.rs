@@ -156,6 +156,26 @@ impl Task {
         r
     }
 
+    /// [`Task::ingest`] for a batch, visited scope by scope (see
+    /// [`Engine::ingest_batch`]): each rejection is counted in the task and
+    /// told to `rejected(i, reason)` for `events[i]`.
+    pub fn ingest_batch(
+        &mut self,
+        events: &[&Event<'_>],
+        adm: &Admission,
+        p: &Params,
+        budget: &SeriesBudget,
+        mut rejected: impl FnMut(usize, Reject),
+    ) {
+        self.touch();
+        let counts = &mut self.rejected;
+        self.engine
+            .ingest_batch(events, adm, p, budget, |i, reason| {
+                counts.add(reason, 1);
+                rejected(i, reason);
+            });
+    }
+
     /// Counts a rejection decided before aggregation (decoding).
     pub fn reject(&mut self, reason: Reject, n: u64) {
         self.touch();

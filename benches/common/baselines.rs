@@ -104,6 +104,10 @@ pub fn engine_only(
     );
     let (t, cpu) = (Instant::now(), process_cpu());
     let (mut events, mut bad) = (0u64, 0u64);
+    // Each message's events go to their tasks as one batch per task, as
+    // the daemon's ingest phase does (`Task::ingest_batch`).
+    let mut by_task: Vec<Vec<connector_ga_exporter::engine::event::Event<'_>>> =
+        (0..partitions).map(|_| Vec::new()).collect();
     for (p, payload) in msgs {
         events += event::decode_payload_raw(payload, |r, _, _| match r {
             Ok(ev) => {
@@ -113,13 +117,19 @@ pub fn engine_only(
                 } else {
                     *p as usize
                 };
-                let task = &mut tasks[p];
-                if task.ingest(&ev, &adm, set.params(), set.budget()).is_err() {
-                    bad += 1;
-                }
+                by_task[p].push(ev);
             }
             Err(_) => bad += 1,
         });
+        for (task, evs) in tasks.iter_mut().zip(by_task.iter_mut()) {
+            if evs.is_empty() {
+                continue;
+            }
+            let refs: Vec<_> = evs.iter().collect();
+            task.ingest_batch(&refs, &adm, set.params(), set.budget(), |_, _| bad += 1);
+            drop(refs);
+            evs.clear();
+        }
     }
     let secs = t.elapsed().as_secs_f64();
     let cpu = process_cpu() - cpu;

@@ -91,6 +91,11 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
     let params = inner.h.tasks.params();
     let budget = inner.h.tasks.budget();
     let ingest = |w: usize, mine: &mut Vec<Option<&mut Task>>| {
+        // Each lent task's events to aggregate, in batch order, with where
+        // each came from (for the dead letter): they are ingested as one
+        // batch per task, scope by scope (`Task::ingest_batch`).
+        let mut pending: Vec<Pending<'_, '_>> =
+            (0..mine.len()).map(|_| Pending::default()).collect();
         for d in &decoded {
             for &(i, reason) in &d.rejected {
                 if let Some(t) = lent_task(mine, i, w, owners) {
@@ -104,12 +109,11 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                 let (mi, raw, idx) = d.sources[k];
                 let m = &batch[mi];
                 let mut at = (m.topic(), m.partition(), m.offset());
-                let r = match (t.stage, d.origin[k]) {
+                match (t.stage, d.origin[k]) {
                     (Stage::Read, Origin::Index(i)) => {
                         // Rejections up to `from_future` are decided here;
                         // the rest leaves for its connector's partition.
-                        let r = adm.admit(ev.ts);
-                        match r {
+                        match adm.admit(ev.ts) {
                             Ok(()) => inner.rekey.as_ref().expect("read stage").send(
                                 &ev.connector,
                                 raw,
@@ -120,23 +124,43 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                                     index: i,
                                 },
                             ),
-                            Err(reason) => t.reject(reason, 1),
+                            Err(reason) => {
+                                t.reject(reason, 1);
+                                if let Some(dlq) = &inner.dlq {
+                                    dlq.send(at, Some(raw), idx, reason);
+                                }
+                            }
                         }
-                        r
+                        continue;
                     }
                     (Stage::Rekeyed, Origin::Source(s)) => {
                         if t.replayed((s.topic, s.partition), s.offset, s.index) {
                             continue;
                         }
                         at = (s.topic, s.partition, s.offset);
-                        t.ingest(ev, &adm, params, budget)
                     }
-                    _ => t.ingest(ev, &adm, params, budget),
-                };
-                if let (Err(reason), Some(dlq)) = (r, &inner.dlq) {
+                    _ => {}
+                }
+                let p = &mut pending[d.task_of[k] as usize / owners];
+                p.events.push(ev);
+                p.from.push((at, raw, idx));
+            }
+        }
+        for (slot, p) in mine.iter_mut().zip(&pending) {
+            let Some(t) = slot.as_deref_mut() else {
+                continue;
+            };
+            if p.events.is_empty() {
+                continue;
+            }
+            t.ingest_batch(&p.events, &adm, params, budget, |j, reason| {
+                if let Some(dlq) = &inner.dlq {
+                    let (at, raw, idx) = p.from[j];
                     dlq.send(at, Some(raw), idx, reason);
                 }
-            }
+            });
+        }
+        for d in &decoded {
             for &(i, offset, n) in &d.read {
                 if let Some(t) = lent_task(mine, i, w, owners) {
                     t.advance(offset + 1, n);
@@ -211,6 +235,18 @@ fn lent_task<'x>(
     }
     mine[i / owners].as_deref_mut()
 }
+
+/// One lent task's events to aggregate in a batch, and where each came
+/// from: (topic, partition, offset) for the dead letter, its source bytes,
+/// its index inside an array.
+#[derive(Default)]
+struct Pending<'b, 'a> {
+    events: Vec<&'b Event<'a>>,
+    from: Vec<(At<'b>, &'a [u8], Option<usize>)>,
+}
+
+/// (topic, partition, offset) of an event, for the dead letter.
+type At<'b> = (&'b str, i32, i64);
 
 /// Where an event sits in the stream, for the re-key stage.
 #[derive(Clone, Copy)]

@@ -32,6 +32,12 @@ use crate::task::{Stage, Task, TaskId, TaskView};
 /// Bytes per chunk handed to a decode job.
 const CHUNK: usize = 1 << 20;
 
+/// Chunks per thread in one batch of several threads: the ingest phase
+/// visits a task's events scope by scope, which pays once a batch holds
+/// several events of most scopes (a 1 MiB chunk holds ~6,000 events, about
+/// one per scope of a 1,000-connector file).
+const BATCH_CHUNKS_PER_THREAD: usize = 16;
+
 /// Tasks per thread when `report` runs on several: the ingest phase hands
 /// out whole tasks, largest first, so more tasks than threads keep the
 /// threads evenly busy when a few connectors carry most of the traffic.
@@ -58,22 +64,12 @@ impl<'p> Worker<'p> {
         }
     }
 
-    /// Decodes and ingests one chunk (one thread): events go to the task as
-    /// they are decoded, while their line is still in cache.
-    fn payload(&mut self, bytes: &[u8], lines: bool) {
-        let Worker {
-            task,
-            adm,
-            params,
-            budget,
-            max_ts,
-        } = self;
-        let mut sink = |r: Result<Event<'_>, Reject>| match r {
-            Ok(ev) => {
-                *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
-                // A rejection is counted in the task.
-                let _ = task.ingest(&ev, adm, params, budget);
-            }
+    /// Decodes and ingests one chunk (one thread).
+    fn payload<'b>(&mut self, bytes: &'b [u8], lines: bool) {
+        let mut events: Vec<Event<'b>> = Vec::with_capacity(bytes.len() / 128);
+        let task = &mut self.task;
+        let mut sink = |r: Result<Event<'b>, Reject>| match r {
+            Ok(ev) => events.push(ev),
             Err(r) => task.reject(r, 1),
         };
         if lines {
@@ -83,14 +79,18 @@ impl<'p> Worker<'p> {
         } else {
             event::decode_payload(bytes, &mut sink);
         }
+        self.ingest(events.iter());
     }
 
-    /// Ingests events decoded elsewhere (several threads), in file order.
+    /// Ingests decoded events, in file order, through the daemon's batch
+    /// entry point (scope by scope: see [`Engine::ingest_batch`]).
     fn ingest<'e, 'a: 'e>(&mut self, events: impl Iterator<Item = &'e Event<'a>>) {
-        for ev in events {
-            // A rejection is counted in the task.
-            let _ = self.task.ingest(ev, &self.adm, self.params, self.budget);
-        }
+        let events: Vec<&Event<'_>> = events
+            .inspect(|ev| self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts))))
+            .collect();
+        // A rejection is counted in the task.
+        self.task
+            .ingest_batch(&events, &self.adm, self.params, self.budget, |_, _| {});
     }
 
     /// The task's engine and rejections, and the latest valid event time.
@@ -236,7 +236,7 @@ pub fn report_file_with(
                     let mut workers: Vec<Worker<'_>> = (0..threads * TASKS_PER_THREAD)
                         .map(|i| Worker::new(i, adm, &params, &budget))
                         .collect();
-                    while let Some(batch) = next_batch(&rx, threads) {
+                    while let Some(batch) = next_batch(&rx, threads * BATCH_CHUNKS_PER_THREAD) {
                         let (r, m) = routed_batch(pool, &batch, &mut workers);
                         rejected.merge(&r);
                         max_ts = later(max_ts, m);

@@ -127,44 +127,76 @@ impl Engine {
         p: &Params,
         budget: &SeriesBudget,
     ) -> Result<(), Reject> {
-        let day = day_of(ev.ts);
-        // Events too old for the newest day recorded (report without `--now`).
-        let own_min = if self.max_day == EMPTY {
-            i32::MIN
-        } else {
-            self.max_day - p.retention_days as i32 + 1
-        };
-        if day < own_min {
-            return Err(Reject::TooOld);
-        }
-        adm.admit(ev.ts)?;
-        let after_now = adm.cutoff.is_some_and(|c| ev.ts > c);
-        let conn = match self.connectors.get_mut(ev.connector.as_ref()) {
-            Some(c) => c,
-            None => {
-                if !budget.claim() {
-                    return Err(Reject::SeriesLimit);
-                }
-                let c = self.connectors.entry(ev.connector.to_string()).or_default();
-                c.clouds[ev.cloud.index()] = Some(Arc::new(ScopeState::new(p)));
-                c
-            }
-        };
-        let slot = &mut conn.clouds[ev.cloud.index()];
-        if slot.is_none() {
-            if !budget.claim() {
-                return Err(Reject::SeriesLimit);
-            }
-            *slot = Some(Arc::new(ScopeState::new(p)));
-        }
-        let scope = Arc::make_mut(slot.as_mut().expect("just ensured"));
-        if after_now {
-            scope.after_now += 1;
-            return Ok(());
-        }
-        self.aged_out += scope.record(ev, day, p);
-        self.max_day = self.max_day.max(day);
+        let Engine {
+            connectors,
+            max_day,
+            aged_out,
+        } = self;
+        let (day, after_now) = admit(*max_day, ev, adm, p)?;
+        let scope = scope_of(connectors, ev, p, budget)?;
+        record(scope, (max_day, aged_out), ev, day, after_now, p);
         Ok(())
+    }
+
+    /// Admits and records a batch of valid events, visiting them scope by
+    /// scope: every event of the scope seen first, in batch order, then
+    /// every event of the next, and so on. `rejected(i, reason)` hears of
+    /// each event `events[i]` not admitted.
+    ///
+    /// Why: with thousands of scopes, each event's scope, rings and
+    /// distinct maps are cold in cache, and those misses were most of the
+    /// aggregate step (a file sorted by scope ran `report` 1.8x faster).
+    /// Grouped, a scope's structures are fetched once per batch and its
+    /// connector looked up once. The final state is the one of batch
+    /// order: each scope sees its own events in order, scopes are created
+    /// (and claim the series budget) in the order of their first event,
+    /// and what depends on other scopes' events (`max_day`, whence
+    /// `too_old`) is settled the same at the end (`aged_out`, the settling
+    /// of `report`).
+    pub fn ingest_batch(
+        &mut self,
+        events: &[&Event<'_>],
+        adm: &Admission,
+        p: &Params,
+        budget: &SeriesBudget,
+        mut rejected: impl FnMut(usize, Reject),
+    ) {
+        let Engine {
+            connectors,
+            max_day,
+            aged_out,
+        } = self;
+        for group in ScopeGroups::of(events).iter() {
+            // Up to the group's first admitted event, whose scope exists
+            // from then on (or every event is rejected).
+            let mut rest = group.iter();
+            let first = rest.by_ref().find_map(|&i| {
+                let ev = events[i as usize];
+                let r = admit(*max_day, ev, adm, p)
+                    .and_then(|a| ensure_scope(connectors, ev, p, budget).map(|()| a));
+                match r {
+                    Ok((day, after_now)) => Some((ev, day, after_now)),
+                    Err(r) => {
+                        rejected(i as usize, r);
+                        None
+                    }
+                }
+            });
+            let Some((ev, day, after_now)) = first else {
+                continue;
+            };
+            let scope = scope_mut(connectors, ev);
+            record(scope, (max_day, aged_out), ev, day, after_now, p);
+            for &i in rest {
+                let ev = events[i as usize];
+                match admit(*max_day, ev, adm, p) {
+                    Ok((day, after_now)) => {
+                        record(scope, (max_day, aged_out), ev, day, after_now, p)
+                    }
+                    Err(r) => rejected(i as usize, r),
+                }
+            }
+        }
     }
 
     /// Merges another engine (another shard or batch of the same events).
@@ -212,6 +244,149 @@ impl Engine {
             .values()
             .map(|c| c.clouds.iter().filter(|s| s.is_some()).count())
             .sum()
+    }
+}
+
+/// The checks of one valid event before its scope: `too_old` against the
+/// newest day recorded (`max_day`), then the admission. Returns its UTC
+/// day and whether it comes after `now` (report with `--now`).
+fn admit(max_day: i32, ev: &Event<'_>, adm: &Admission, p: &Params) -> Result<(i32, bool), Reject> {
+    let day = day_of(ev.ts);
+    // Events too old for the newest day recorded (report without `--now`).
+    let own_min = if max_day == EMPTY {
+        i32::MIN
+    } else {
+        max_day - p.retention_days as i32 + 1
+    };
+    if day < own_min {
+        return Err(Reject::TooOld);
+    }
+    adm.admit(ev.ts)?;
+    Ok((day, adm.cutoff.is_some_and(|c| ev.ts > c)))
+}
+
+/// Records an admitted event into its scope, moving the engine's
+/// `(max_day, aged_out)`.
+fn record(
+    scope: &mut ScopeState,
+    (max_day, aged_out): (&mut i32, &mut u64),
+    ev: &Event<'_>,
+    day: i32,
+    after_now: bool,
+    p: &Params,
+) {
+    if after_now {
+        scope.after_now += 1;
+        return;
+    }
+    *aged_out += scope.record(ev, day, p);
+    *max_day = (*max_day).max(day);
+}
+
+/// The scope of an event, created (and its series claimed) when new; a
+/// copy of it when a reader's view still shares it (`Arc::make_mut`).
+fn scope_of<'c>(
+    connectors: &'c mut HashMap<String, ConnectorState, ConnectorHash>,
+    ev: &Event<'_>,
+    p: &Params,
+    budget: &SeriesBudget,
+) -> Result<&'c mut ScopeState, Reject> {
+    ensure_scope(connectors, ev, p, budget)?;
+    Ok(scope_mut(connectors, ev))
+}
+
+/// Creates the scope of an event when new, if the series budget allows.
+fn ensure_scope(
+    connectors: &mut HashMap<String, ConnectorState, ConnectorHash>,
+    ev: &Event<'_>,
+    p: &Params,
+    budget: &SeriesBudget,
+) -> Result<(), Reject> {
+    let conn = match connectors.get_mut(ev.connector.as_ref()) {
+        Some(c) => c,
+        None => {
+            // A new connector: one claim, for the scope created with it.
+            if !budget.claim() {
+                return Err(Reject::SeriesLimit);
+            }
+            let c = connectors.entry(ev.connector.to_string()).or_default();
+            c.clouds[ev.cloud.index()] = Some(Arc::new(ScopeState::new(p)));
+            return Ok(());
+        }
+    };
+    let slot = &mut conn.clouds[ev.cloud.index()];
+    if slot.is_none() {
+        if !budget.claim() {
+            return Err(Reject::SeriesLimit);
+        }
+        *slot = Some(Arc::new(ScopeState::new(p)));
+    }
+    Ok(())
+}
+
+/// The existing scope of an event, for writing: a copy of it when a
+/// reader's view still shares it (`Arc::make_mut`).
+fn scope_mut<'c>(
+    connectors: &'c mut HashMap<String, ConnectorState, ConnectorHash>,
+    ev: &Event<'_>,
+) -> &'c mut ScopeState {
+    let slot = connectors
+        .get_mut(ev.connector.as_ref())
+        .and_then(|c| c.clouds[ev.cloud.index()].as_mut())
+        .expect("ensure_scope made it");
+    Arc::make_mut(slot)
+}
+
+/// The events of a batch by scope: the indices of each scope's events in
+/// batch order, scopes in the order of their first event (a stable
+/// counting sort).
+struct ScopeGroups {
+    order: Vec<u32>,
+    ends: Vec<u32>,
+}
+
+impl ScopeGroups {
+    fn of(events: &[&Event<'_>]) -> ScopeGroups {
+        let mut ids: HashMap<(&str, u8), u32, ConnectorHash> =
+            HashMap::with_capacity_and_hasher(64, Default::default());
+        let mut sizes: Vec<u32> = Vec::new();
+        let group: Vec<u32> = events
+            .iter()
+            .map(|ev| {
+                let next = sizes.len() as u32;
+                let g = *ids
+                    .entry((ev.connector.as_ref(), ev.cloud.index() as u8))
+                    .or_insert(next);
+                if g == next {
+                    sizes.push(0);
+                }
+                sizes[g as usize] += 1;
+                g
+            })
+            .collect();
+        // Sizes to start positions, then to ends as each group fills.
+        let mut at = 0u32;
+        for s in sizes.iter_mut() {
+            let n = *s;
+            *s = at;
+            at += n;
+        }
+        let mut order = vec![0u32; events.len()];
+        for (i, g) in group.iter().enumerate() {
+            let pos = &mut sizes[*g as usize];
+            order[*pos as usize] = i as u32;
+            *pos += 1;
+        }
+        ScopeGroups { order, ends: sizes }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u32]> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&e| {
+            let g = &self.order[start..e as usize];
+            start = e as usize;
+            g
+        })
     }
 }
 
@@ -298,5 +473,93 @@ mod tests {
         let y = ev("2026-12-20T10:00:00Z", None);
         assert!(e.ingest(&y, &Admission::default(), &p, &b).is_ok());
         assert_eq!(b.used(), 1);
+    }
+
+    /// A batch is visited scope by scope, but scopes are created in the
+    /// order of their first event: with room for two scopes, the batch
+    /// (c, public) (other, public) (c, public) (c, gcc) (other, public)
+    /// creates c/public then other/public, and c/gcc (4th event, index 3)
+    /// is the one refused, as it is one event at a time.
+    #[test]
+    fn a_batch_claims_scopes_in_order_of_first_event() {
+        let p = params();
+        let b = SeriesBudget::new(2);
+        let mut e = Engine::default();
+        let mut evs = Vec::new();
+        for (c, cloud) in [
+            ("c", Cloud::Public),
+            ("other", Cloud::Public),
+            ("c", Cloud::Public),
+            ("c", Cloud::Gcc),
+            ("other", Cloud::Public),
+        ] {
+            let mut x = ev("2026-11-20T10:00:00Z", None);
+            x.connector = Cow::Borrowed(c);
+            x.cloud = cloud;
+            evs.push(x);
+        }
+        let refs: Vec<&Event<'_>> = evs.iter().collect();
+        let mut rejected = Vec::new();
+        e.ingest_batch(&refs, &Admission::default(), &p, &b, |i, r| {
+            rejected.push((i, r))
+        });
+        assert_eq!(rejected, vec![(3, Reject::SeriesLimit)]);
+        let requests = |c: &str, cloud: Cloud| {
+            e.connectors[c].clouds[cloud.index()]
+                .as_deref()
+                .map(|s| s.total.requests)
+        };
+        assert_eq!(requests("c", Cloud::Public), Some(2));
+        assert_eq!(requests("other", Cloud::Public), Some(2));
+        assert_eq!(requests("c", Cloud::Gcc), None);
+        assert_eq!(b.used(), 2);
+    }
+
+    /// Per-event and per-batch ingestion leave the same state: the same
+    /// events (three scopes interleaved, two days, users, connections, a
+    /// too old event and one after `now`) one at a time and as one batch
+    /// serialize to the same bytes, with the same rejections.
+    #[test]
+    fn a_batch_leaves_the_state_of_one_event_at_a_time() {
+        let p = params();
+        let now = parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let adm = Admission::report_at(now, p.retention_days);
+        let mut evs = Vec::new();
+        for (i, (c, ts)) in [
+            ("a", "2026-11-20T10:00:00Z"),
+            ("b", "2026-11-19T10:00:00Z"),
+            ("a", "2026-11-19T11:00:00Z"),
+            ("c", "2026-10-01T10:00:00Z"), // before retention: too_old
+            ("b", "2026-11-20T13:00:00Z"), // after now
+            ("a", "2026-11-20T11:30:00Z"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut x = ev(ts, Some(["u1", "u2"][i % 2]));
+            x.connector = Cow::Borrowed(c);
+            x.connection = Some(Cow::Owned(format!("k{}", i % 3)));
+            x.latency_ms = Some(10.0 * i as f64);
+            evs.push(x);
+        }
+        let (b1, b2) = (SeriesBudget::new(10), SeriesBudget::new(10));
+        let mut one = Engine::default();
+        let mut one_rejected = Vec::new();
+        for (i, x) in evs.iter().enumerate() {
+            if let Err(r) = one.ingest(x, &adm, &p, &b1) {
+                one_rejected.push((i, r));
+            }
+        }
+        let mut batch = Engine::default();
+        let mut batch_rejected = Vec::new();
+        let refs: Vec<&Event<'_>> = evs.iter().collect();
+        batch.ingest_batch(&refs, &adm, &p, &b2, |i, r| batch_rejected.push((i, r)));
+        assert_eq!(one_rejected, vec![(3, Reject::TooOld)]);
+        assert_eq!(batch_rejected, one_rejected);
+        // As `serde_json::Value`: its maps are sorted, the hasher's order is not.
+        let json = |e: &Engine| serde_json::to_value(e).unwrap().to_string();
+        assert_eq!(json(&batch), json(&one));
+        assert_eq!(batch.scope_count(), 2);
+        assert_eq!(b2.used(), 2);
     }
 }
