@@ -9,11 +9,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::admission::Admission;
+use super::batch::{Batch, Recorded};
 use super::scope::ScopeState;
 use super::{ConnectorHash, Params, EMPTY};
 use crate::engine::classify::Cloud;
 use crate::engine::event::{Event, Reject};
-use crate::engine::timeutil::day_of;
+use crate::engine::timeutil::{day_of, Micros};
 
 /// All the clouds of one connector.
 ///
@@ -132,9 +133,16 @@ impl Engine {
             max_day,
             aged_out,
         } = self;
-        let (day, after_now) = admit(*max_day, ev, adm, p)?;
+        let (day, after_now) = admit(*max_day, ev.ts, adm, p)?;
         let scope = scope_of(connectors, ev, p, budget)?;
-        record(scope, (max_day, aged_out), ev, day, after_now, p);
+        record(
+            scope,
+            (max_day, aged_out),
+            &Recorded::of(ev),
+            day,
+            after_now,
+            p,
+        );
         Ok(())
     }
 
@@ -143,11 +151,7 @@ impl Engine {
     /// every event of the next, and so on. `rejected(i, reason)` hears of
     /// each event `events[i]` not admitted.
     ///
-    /// Why: with thousands of scopes, each event's scope, rings and
-    /// distinct maps are cold in cache, and those misses were most of the
-    /// aggregate step (a file sorted by scope ran `report` 1.8x faster).
-    /// Grouped, a scope's structures are fetched once per batch and its
-    /// connector looked up once. The final state is the one of batch
+    /// Why: see [`super::batch`]. The final state is the one of batch
     /// order: each scope sees its own events in order, scopes are created
     /// (and claim the series budget) in the order of their first event,
     /// and what depends on other scopes' events (`max_day`, whence
@@ -166,34 +170,34 @@ impl Engine {
             max_day,
             aged_out,
         } = self;
-        for group in ScopeGroups::of(events).iter() {
+        let batch = Batch::of(events);
+        for group in batch.groups() {
             // Up to the group's first admitted event, whose scope exists
             // from then on (or every event is rejected).
             let mut rest = group.iter();
-            let first = rest.by_ref().find_map(|&i| {
-                let ev = events[i as usize];
-                let r = admit(*max_day, ev, adm, p)
+            let first = rest.by_ref().find_map(|(i, r)| {
+                let ev = events[*i as usize];
+                let a = admit(*max_day, r.ts, adm, p)
                     .and_then(|a| ensure_scope(connectors, ev, p, budget).map(|()| a));
-                match r {
-                    Ok((day, after_now)) => Some((ev, day, after_now)),
-                    Err(r) => {
-                        rejected(i as usize, r);
+                match a {
+                    Ok((day, after_now)) => Some((ev, r, day, after_now)),
+                    Err(reason) => {
+                        rejected(*i as usize, reason);
                         None
                     }
                 }
             });
-            let Some((ev, day, after_now)) = first else {
+            let Some((ev, r, day, after_now)) = first else {
                 continue;
             };
             let scope = scope_mut(connectors, ev);
-            record(scope, (max_day, aged_out), ev, day, after_now, p);
-            for &i in rest {
-                let ev = events[i as usize];
-                match admit(*max_day, ev, adm, p) {
+            record(scope, (max_day, aged_out), r, day, after_now, p);
+            for (i, r) in rest {
+                match admit(*max_day, r.ts, adm, p) {
                     Ok((day, after_now)) => {
-                        record(scope, (max_day, aged_out), ev, day, after_now, p)
+                        record(scope, (max_day, aged_out), r, day, after_now, p)
                     }
-                    Err(r) => rejected(i as usize, r),
+                    Err(reason) => rejected(*i as usize, reason),
                 }
             }
         }
@@ -250,8 +254,8 @@ impl Engine {
 /// The checks of one valid event before its scope: `too_old` against the
 /// newest day recorded (`max_day`), then the admission. Returns its UTC
 /// day and whether it comes after `now` (report with `--now`).
-fn admit(max_day: i32, ev: &Event<'_>, adm: &Admission, p: &Params) -> Result<(i32, bool), Reject> {
-    let day = day_of(ev.ts);
+fn admit(max_day: i32, ts: Micros, adm: &Admission, p: &Params) -> Result<(i32, bool), Reject> {
+    let day = day_of(ts);
     // Events too old for the newest day recorded (report without `--now`).
     let own_min = if max_day == EMPTY {
         i32::MIN
@@ -261,8 +265,8 @@ fn admit(max_day: i32, ev: &Event<'_>, adm: &Admission, p: &Params) -> Result<(i
     if day < own_min {
         return Err(Reject::TooOld);
     }
-    adm.admit(ev.ts)?;
-    Ok((day, adm.cutoff.is_some_and(|c| ev.ts > c)))
+    adm.admit(ts)?;
+    Ok((day, adm.cutoff.is_some_and(|c| ts > c)))
 }
 
 /// Records an admitted event into its scope, moving the engine's
@@ -270,7 +274,7 @@ fn admit(max_day: i32, ev: &Event<'_>, adm: &Admission, p: &Params) -> Result<(i
 fn record(
     scope: &mut ScopeState,
     (max_day, aged_out): (&mut i32, &mut u64),
-    ev: &Event<'_>,
+    ev: &Recorded,
     day: i32,
     after_now: bool,
     p: &Params,
@@ -335,59 +339,6 @@ fn scope_mut<'c>(
         .and_then(|c| c.clouds[ev.cloud.index()].as_mut())
         .expect("ensure_scope made it");
     Arc::make_mut(slot)
-}
-
-/// The events of a batch by scope: the indices of each scope's events in
-/// batch order, scopes in the order of their first event (a stable
-/// counting sort).
-struct ScopeGroups {
-    order: Vec<u32>,
-    ends: Vec<u32>,
-}
-
-impl ScopeGroups {
-    fn of(events: &[&Event<'_>]) -> ScopeGroups {
-        let mut ids: HashMap<(&str, u8), u32, ConnectorHash> =
-            HashMap::with_capacity_and_hasher(64, Default::default());
-        let mut sizes: Vec<u32> = Vec::new();
-        let group: Vec<u32> = events
-            .iter()
-            .map(|ev| {
-                let next = sizes.len() as u32;
-                let g = *ids
-                    .entry((ev.connector.as_ref(), ev.cloud.index() as u8))
-                    .or_insert(next);
-                if g == next {
-                    sizes.push(0);
-                }
-                sizes[g as usize] += 1;
-                g
-            })
-            .collect();
-        // Sizes to start positions, then to ends as each group fills.
-        let mut at = 0u32;
-        for s in sizes.iter_mut() {
-            let n = *s;
-            *s = at;
-            at += n;
-        }
-        let mut order = vec![0u32; events.len()];
-        for (i, g) in group.iter().enumerate() {
-            let pos = &mut sizes[*g as usize];
-            order[*pos as usize] = i as u32;
-            *pos += 1;
-        }
-        ScopeGroups { order, ends: sizes }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &[u32]> {
-        let mut start = 0usize;
-        self.ends.iter().map(move |&e| {
-            let g = &self.order[start..e as usize];
-            start = e as usize;
-            g
-        })
-    }
 }
 
 #[cfg(test)]

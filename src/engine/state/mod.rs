@@ -7,7 +7,9 @@
 //! (exact values, then HDR), `ring` (day and hour buckets), `distinct`
 //! (users and connections), `connections` (per-connection SLO counters),
 //! `scope` (everything of one connector × cloud), `admission` (which
-//! valid events are admitted) and `engine` (all the scopes of a shard).
+//! valid events are admitted), `batch` (a batch arranged for recording:
+//! by scope, each event reduced to what is recorded) and `engine` (all the
+//! scopes of a shard).
 //!
 //! Design choices:
 //! - Buckets are tagged with their absolute UTC day (or hour) index and kept
@@ -30,6 +32,7 @@
 //! Nothing here reads a clock: every call takes the time it needs.
 
 mod admission;
+mod batch;
 mod connections;
 mod counts;
 mod distinct;
@@ -39,6 +42,7 @@ mod ring;
 mod scope;
 
 pub use admission::{retention_start, Admission};
+pub use batch::Recorded;
 pub use connections::{
     connection_totals, in_sample, ConnCounts, ConnectionSample, MAX_SAMPLE_SHIFT,
 };

@@ -4,15 +4,14 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
 
+use super::batch::Recorded;
 use super::connections::{bump, in_sample, merge_vec, ConnCounts, MAX_SAMPLE_SHIFT};
 use super::counts::Counts;
 use super::distinct::Distinct;
 use super::ring::{Bucket, Ring};
 use super::{IdHash, Params, EMPTY};
 use crate::engine::classify::{self, Class, Fault, Outcome};
-use crate::engine::event::Event;
 use crate::engine::params::Window;
 use crate::engine::timeutil::{day_of, hour_of, Micros};
 
@@ -54,7 +53,7 @@ impl ScopeState {
     /// Adds one valid event of UTC day `day` (`day_of(ev.ts)`, which the
     /// caller has already computed). Returns the requests aged out of
     /// reused slots.
-    pub(super) fn record(&mut self, ev: &Event<'_>, day: i32, p: &Params) -> u64 {
+    pub(super) fn record(&mut self, ev: &Recorded, day: i32, p: &Params) -> u64 {
         debug_assert_eq!(day, day_of(ev.ts));
         let class = Class::of(ev.status);
         let outcome = classify::outcome(ev.status, ev.fault, p.unattributed);
@@ -80,15 +79,13 @@ impl ScopeState {
             }
             None => false,
         };
-        if let Some(u) = &ev.user {
-            self.users
-                .insert(xxh3_64(u.as_bytes()), day, p.retention_days);
+        if let Some(u) = ev.user {
+            self.users.insert(u, day, p.retention_days);
         }
         if day > self.max_day || hour > self.max_hour {
             self.prune_conns(day, hour, p);
         }
-        if let Some(c) = &ev.connection {
-            let h = xxh3_64(c.as_bytes());
+        if let Some(h) = ev.connection {
             self.connections.insert(h, day, p.retention_days);
             // Only events that count for availability make a connection active.
             let counts = match outcome {
@@ -214,10 +211,10 @@ mod tests {
         let mut s = ScopeState::new(&p);
         let mut ahead = ev("2026-11-20T11:00:30Z", None);
         ahead.connection = Some(Cow::Borrowed("k1"));
-        s.record(&ahead, day_of(ahead.ts), &p);
+        s.record(&Recorded::of(&ahead), day_of(ahead.ts), &p);
         let mut late = ev("2026-11-20T10:59:00Z", None);
         late.connection = Some(Cow::Borrowed("k2"));
-        s.record(&late, day_of(late.ts), &p);
+        s.record(&Recorded::of(&late), day_of(late.ts), &p);
         let now = parse_rfc3339("2026-11-20T10:59:59Z").unwrap();
         // By hand: the ring holds hour 11 only, so the 1h window at 10:59:59
         // (hour 10) has no bucket: 0 requests; and so 0 active connections.
