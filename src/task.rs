@@ -139,8 +139,8 @@ impl Task {
         self.next_offset
     }
 
-    /// The one ingest entry point of the daemon: admits one valid event
-    /// into the task's state, or counts why it is rejected.
+    /// Admits one valid event into the task's state, or counts why it is
+    /// rejected (tests and tools; the hot paths use [`Task::ingest_batch`]).
     pub fn ingest(
         &mut self,
         ev: &Event<'_>,
@@ -156,7 +156,8 @@ impl Task {
         r
     }
 
-    /// [`Task::ingest`] for a batch, visited scope by scope (see
+    /// The ingest entry point of the daemon and `report`: [`Task::ingest`]
+    /// for a batch, visited scope by scope (see
     /// [`Engine::ingest_batch`]): each rejection is counted in the task and
     /// told to `rejected(i, reason)` for `events[i]`.
     pub fn ingest_batch(

@@ -3,10 +3,11 @@
 //!
 //! The file is streamed: NDJSON is cut into chunks at line ends, and memory
 //! holds a few chunks, never the file. With one thread, each chunk is
-//! decoded straight into one [`Task`] through the daemon's ingest entry
-//! point ([`Task::ingest`]). With more, as the daemon's consumer does with a
-//! batch, each batch of chunks goes through two parallel phases: decode
-//! (one chunk per job), then ingest, where each connector's events go to
+//! decoded, then ingested into one [`Task`] through the daemon's ingest
+//! entry point ([`Task::ingest_batch`], scope by scope). With more, as the
+//! daemon's consumer does with a batch, each batch of chunks (16 per
+//! thread) goes through two parallel phases: decode (one chunk per job),
+//! then ingest, where each connector's events go to
 //! the one task that owns it (by the hash of its id, among a few tasks per
 //! thread so that the threads can share them out evenly). A connector's
 //! scopes therefore live in one task: no state is held twice, and nothing
