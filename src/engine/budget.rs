@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 
 use crate::engine::criteria::{Criteria, ScopeMeasures};
 use crate::engine::params::{Attestation, CriteriaParams, Settings, SuccessRateFormula};
-use crate::engine::state::{Counts, IdHash, ScopeState};
+use crate::engine::state::{in_sample, Counts, IdHash, ScopeState};
 use crate::engine::timeutil::{add_months_clamped, date_of_day, day_of, Micros};
 
 /// The most decimal places a threshold may have: 10^18 times a count below
@@ -455,9 +455,13 @@ fn slide_connections(states: &[&ScopeState], lo: i32, d: i32, sla: Threshold) ->
             tally(c.day_entries().iter().map(widen).collect());
         }
     } else {
+        // The scopes' samples merge at the smallest share, as in
+        // `connection_totals`: a connection outside it counts in no scope,
+        // or the slid SLO would stand on another sample than the SLO.
+        let shift = states.iter().map(|s| s.conn_shift).max().unwrap_or(0);
         let mut by_conn: HashMap<u64, Vec<(i32, u64, u64)>, IdHash> = HashMap::default();
         for s in states {
-            for (h, c) in &s.conns {
+            for (h, c) in s.conns.iter().filter(|(h, _)| in_sample(**h, shift)) {
                 by_conn
                     .entry(*h)
                     .or_default()
@@ -581,5 +585,52 @@ mod tests {
             failing(&c),
             vec!["backend_in_production", "slo", "support_model"]
         );
+    }
+
+    /// Regression: for "cloud = all", `slide_connections` counted every
+    /// connection of every cloud, where the SLO (`connection_totals`)
+    /// counts only those in the sample of the largest shift. By hand: the
+    /// public scope (shift 0, exact) holds `out` (one connector failure:
+    /// availability 0/1, below the SLA) and `in` (one success: 1/1); the
+    /// gcc scope is sampled at shift 1, and `out`'s hash is outside that
+    /// sample, `in`'s inside. "All" therefore stands on `in` alone: 1
+    /// active, 1 meeting, in every window that holds the day (k = 1..=29
+    /// of 30), and nothing at k = 30. Before the fix: 2 active, 1 meeting.
+    #[test]
+    fn slid_connections_of_all_use_the_smallest_share() {
+        use crate::engine::classify::{Cloud, Fault};
+        use crate::engine::state::{testutil, Admission, Engine, SeriesBudget};
+        use std::borrow::Cow;
+        use xxhash_rust::xxh3::xxh3_64;
+        let id = |inside: bool| {
+            (0..)
+                .map(|i| format!("k{i}"))
+                .find(|k| in_sample(xxh3_64(k.as_bytes()), 1) == inside)
+                .unwrap()
+        };
+        let (out, inn) = (id(false), id(true));
+        let p = testutil::params();
+        let b = SeriesBudget::new(10);
+        let mut e = Engine::default();
+        let ts = "2026-11-20T10:00:00Z";
+        let mut fail = testutil::ev(ts, None);
+        fail.status = Some(500);
+        fail.fault = Some(Fault::Connector);
+        fail.connection = Some(Cow::Owned(out));
+        let mut ok = testutil::ev(ts, None);
+        ok.connection = Some(Cow::Owned(inn));
+        let mut gcc = testutil::ev(ts, None);
+        gcc.cloud = Cloud::Gcc;
+        for x in [&fail, &ok, &gcc] {
+            e.ingest(x, &Admission::default(), &p, &b).unwrap();
+        }
+        let c = e.connectors.get_mut("c").unwrap();
+        std::sync::Arc::make_mut(c.clouds[Cloud::Gcc.index()].as_mut().unwrap()).conn_shift = 1;
+        let states: Vec<&ScopeState> = c.scopes().map(|(_, s)| s).collect();
+        let d = day_of(fail.ts);
+        let slid = slide_connections(&states, d - 29, d, th(0.9995));
+        assert_eq!(slid.len(), 30);
+        assert!(slid[..29].iter().all(|&x| x == (1, 1)), "{slid:?}");
+        assert_eq!(slid[29], (0, 0));
     }
 }
