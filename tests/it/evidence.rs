@@ -342,8 +342,16 @@ impl Demo {
                 .build()
                 .unwrap(),
         };
-        // Ready, and every demo connector measured.
+        // Ready, and every demo scope measured: the history is loaded
+        // before the daemon starts, and the daemon reads it through the
+        // re-key stage while `/api/v1/criteria` is re-rendered every second
+        // or so, so a first non-empty rendering may hold only part of the
+        // scopes while `/` (rendered on request) already shows them all.
+        // Wait until the scope count has stayed the same over three
+        // renderings' time (regression: CI saw 6 scopes in the API and 10
+        // sparklines on `/`).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let (mut last, mut same) = (0, 0);
         loop {
             let n = d
                 .get("/api/v1/criteria")
@@ -351,14 +359,17 @@ impl Demo {
                 .filter(|(code, _)| *code == 200)
                 .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
                 .map_or(0, |v| v["scopes"].as_array().map_or(0, Vec::len));
-            if n > 0 && d.get("/readyz").is_ok_and(|(c, _)| c == 200) {
+            let ready = n > 0 && d.get("/readyz").is_ok_and(|(c, _)| c == 200);
+            same = if ready && n == last { same + 1 } else { 0 };
+            last = n;
+            if same >= 3 {
                 return d;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "demo not ready in 120 s"
+                "demo not ready with a steady scope count in 120 s (last {n})"
             );
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(1500));
         }
     }
 
