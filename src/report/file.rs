@@ -68,9 +68,12 @@ impl<'p> Worker<'p> {
     /// Decodes and ingests one chunk (one thread).
     fn payload<'b>(&mut self, bytes: &'b [u8], lines: bool) {
         let mut events: Vec<Event<'b>> = Vec::with_capacity(bytes.len() / 128);
-        let task = &mut self.task;
+        let (task, max_ts) = (&mut self.task, &mut self.max_ts);
         let mut sink = |r: Result<Event<'b>, Reject>| match r {
-            Ok(ev) => events.push(ev),
+            Ok(ev) => {
+                *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
+                events.push(ev);
+            }
             Err(r) => task.reject(r, 1),
         };
         if lines {
@@ -86,9 +89,8 @@ impl<'p> Worker<'p> {
     /// Ingests decoded events, in file order, through the daemon's batch
     /// entry point (scope by scope: see [`Engine::ingest_batch`]).
     fn ingest<'e, 'a: 'e>(&mut self, events: impl Iterator<Item = &'e Event<'a>>) {
-        let events: Vec<&Event<'_>> = events
-            .inspect(|ev| self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts))))
-            .collect();
+        // The latest event time is taken where the events are decoded.
+        let events: Vec<&Event<'_>> = events.collect();
         // A rejection is counted in the task.
         self.task
             .ingest_batch(&events, &self.adm, self.params, self.budget, |_, _| {});
