@@ -184,6 +184,22 @@ pub fn load(
         }
     }
     match best {
+        // The newer checkpoint is damaged and the previous one holds no
+        // offset (a build before this check wrote a task that had read
+        // nothing): it is no restart point. Resuming at Kafka's committed
+        // offset would skip every event of the damaged one.
+        Some(c) if !why.is_empty() && c.next_offset.is_none() => {
+            why.push(format!(
+                "{}: written before the partition's first read, it holds no offset to resume at",
+                keys(topic, partition)[(c.seq % 2) as usize]
+            ));
+            Err(CheckpointError::Unreadable {
+                store: store.describe(),
+                topic: topic.into(),
+                partition,
+                why: why.join("; "),
+            })
+        }
         Some(c) => {
             if !why.is_empty() {
                 tracing::warn!(topic, partition, problems = ?why, store = %store.describe(),
@@ -285,6 +301,39 @@ mod tests {
 
         assert_eq!(discard(&s).unwrap(), 2);
         assert!(load(&s, "t", 3).unwrap().is_none());
+    }
+
+    /// Regression: a checkpoint without an offset (an older build wrote a
+    /// task that had read nothing) is no fallback for a damaged newer one:
+    /// resuming at Kafka's committed offset would skip the damaged one's
+    /// events. As the newest readable checkpoint it stands (the committed
+    /// offset is then where the partition was when the task started).
+    #[test]
+    fn a_checkpoint_without_offset_is_no_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DirStore::new(dir.path()).unwrap();
+        let empty = TaskCheckpoint {
+            next_offset: None,
+            events_read: 0,
+            ..ckpt(1, 0)
+        };
+        save(&s, &empty).unwrap();
+        assert_eq!(load(&s, "t", 3).unwrap().unwrap().next_offset, None);
+        save(&s, &ckpt(2, 50)).unwrap();
+        assert_eq!(load(&s, "t", 3).unwrap().unwrap().next_offset, Some(50));
+        // Damage the newest (sequence 2, slot a).
+        let newest = dir.path().join("tasks/t/3/a.ckpt");
+        let mut b = std::fs::read(&newest).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        std::fs::write(&newest, &b).unwrap();
+        let err = load(&s, "t", 3).unwrap_err().to_string();
+        assert!(err.contains("none can be read"), "{err}");
+        assert!(
+            err.contains("a.ckpt: checksum mismatch")
+                && err.contains("b.ckpt: written before the partition's first read"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -325,7 +325,8 @@ fn group_tasks(c: &BaseConsumer<Ctx>, topics: &[String]) -> usize {
 }
 
 /// Writes the checkpoints of `tasks` that changed since their last one
-/// (every one of them when `all`), in parallel on the pool, after the dead
+/// (every one of them when `all`; never one that has read nothing, see
+/// [`Task::checkpointable`]), in parallel on the pool, after the dead
 /// letters of their events are durable. A failure is counted
 /// (`connector_ga_checkpoint_failures_total`) and the task stays unsaved.
 fn checkpoint_tasks(inner: &Inner, tasks: &mut [&mut Task], all: bool) -> Result<(), String> {
@@ -340,8 +341,10 @@ fn checkpoint_tasks(inner: &Inner, tasks: &mut [&mut Task], all: bool) -> Result
             r.flush()?;
         }
         let now = wall_clock();
-        let mut todo: Vec<&mut &mut Task> =
-            tasks.iter_mut().filter(|t| all || t.unsaved()).collect();
+        let mut todo: Vec<&mut &mut Task> = tasks
+            .iter_mut()
+            .filter(|t| t.checkpointable() && (all || t.unsaved()))
+            .collect();
         let ckpts: Vec<_> = todo.iter_mut().map(|t| t.checkpoint(now)).collect();
         let store = &*h.store;
         let results: Vec<Result<u64, String>> = inner.pool.install(|| {

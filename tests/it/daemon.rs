@@ -606,3 +606,123 @@ fn rekeyed_run_counts_events_only_under_the_input_topic() {
     // 12 lines read from `ev`; nothing under `g-evtopic-by-connector`.
     assert_eq!(got, vec![("ev".to_string(), 12.0)], "{m}");
 }
+
+/// Regression (CI failure of `tests/crash/fallback.sh`): a task that had
+/// read nothing was checkpointed at the first interval, without an offset.
+/// When its next checkpoint, the first with events, was damaged, the
+/// member fell back to that empty one and resumed at Kafka's committed
+/// offset: every event of the damaged checkpoint was lost. A task is now
+/// written only once it has read something, so each slot is a restart point.
+#[test]
+fn an_idle_partition_writes_no_checkpoint_and_a_fallback_counts_every_event() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 2, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    // A short session: the restarted member need not wait out the killed one.
+    let cfg = write_config(
+        dir.path(),
+        "\n[kafka.properties]\n\"session.timeout.ms\" = \"3000\"\n\"heartbeat.interval.ms\" = \"300\"\n",
+    );
+    let state = dir.path().join("s");
+    let ckpt = |p: i32, slot: &str| state.join(format!("tasks/ev/{p}/{slot}.ckpt"));
+    let events = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
+                    iso(i as i64)
+                )
+            })
+            .collect()
+    };
+    let p = producer(&brokers);
+    let to = |part: i32, payloads: &[String]| {
+        for pl in payloads {
+            p.send(
+                rdkafka::producer::BaseRecord::<(), _>::to("ev")
+                    .payload(pl.as_str())
+                    .partition(part),
+            )
+            .unwrap();
+        }
+        rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
+    };
+    let wait_file = |path: &std::path::Path| {
+        let start = Instant::now();
+        while !path.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no {}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let start = || {
+        Daemon::start(
+            &brokers,
+            "ev",
+            "g-idle",
+            &cfg,
+            &state,
+            &[("CONNECTOR_GA__STATE__CHECKPOINT_INTERVAL_SECONDS", "1")],
+        )
+    };
+
+    // Partition 0 only: partition 1's task reads nothing for three intervals.
+    to(0, &events(5));
+    let d = start();
+    d.wait_for(|d| d.events_total("ev") == 5.0, "partition 0 read");
+    wait_file(&ckpt(0, "b"));
+    std::thread::sleep(Duration::from_secs(3));
+    for slot in ["a", "b"] {
+        assert!(
+            !ckpt(1, slot).exists(),
+            "partition 1 read nothing, yet has {slot}.ckpt"
+        );
+    }
+
+    // Partition 1: 3 events (its first checkpoint, sequence 1, in slot b),
+    // then 4 more (sequence 2, slot a), whose offsets are then committed.
+    to(1, &events(3));
+    d.wait_for(
+        |d| d.events_total("ev") == 8.0,
+        "first 3 of partition 1 read",
+    );
+    wait_file(&ckpt(1, "b"));
+    to(1, &events(4));
+    d.wait_for(
+        |d| d.events_total("ev") == 12.0,
+        "next 4 of partition 1 read",
+    );
+    wait_file(&ckpt(1, "a"));
+    std::thread::sleep(Duration::from_secs(2));
+    d.sigkill();
+
+    // Bit rot in the newest: the member resumes from the previous one, at
+    // its offset (3), and reads the 4 events after it again: 5 + 3 + 4.
+    let newest = ckpt(1, "a");
+    let mut b = std::fs::read(&newest).unwrap();
+    let at = b.len() - 10;
+    b[at] ^= 0xff;
+    std::fs::write(&newest, &b).unwrap();
+    let d = start();
+    d.wait_for(
+        |d| d.events_total("ev") == 12.0,
+        "every event counted after the fallback",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.events_total("ev"), 12.0);
+    assert_eq!(
+        d.metric(
+            "connector_requests_total",
+            &[
+                ("connector", "it_alpha"),
+                ("cloud", "public"),
+                ("class", "2xx")
+            ]
+        ),
+        Some(12.0)
+    );
+}
