@@ -126,9 +126,7 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                             ),
                             Err(reason) => {
                                 t.reject(reason, 1);
-                                if let Some(dlq) = &inner.dlq {
-                                    dlq.send(at, Some(raw), idx, reason);
-                                }
+                                dead_letter(inner, at, raw, idx, reason);
                             }
                         }
                         continue;
@@ -143,7 +141,9 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                 }
                 let p = &mut pending[d.task_of[k] as usize / owners];
                 p.events.push(ev);
-                p.from.push((at, raw, idx));
+                if inner.dlq.is_some() {
+                    p.from.push((at, raw, idx));
+                }
             }
         }
         for (slot, p) in mine.iter_mut().zip(&pending) {
@@ -154,9 +154,9 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                 continue;
             }
             t.ingest_batch(&p.events, &adm, params, budget, |j, reason| {
-                if let Some(dlq) = &inner.dlq {
-                    let (at, raw, idx) = p.from[j];
-                    dlq.send(at, Some(raw), idx, reason);
+                // `from` is filled only when there is a dead-letter topic.
+                if let Some(&(at, raw, idx)) = p.from.get(j) {
+                    dead_letter(inner, at, raw, idx, reason);
                 }
             });
         }
@@ -236,9 +236,9 @@ fn lent_task<'x>(
     mine[i / owners].as_deref_mut()
 }
 
-/// One lent task's events to aggregate in a batch, and where each came
-/// from: (topic, partition, offset) for the dead letter, its source bytes,
-/// its index inside an array.
+/// One lent task's events to aggregate in a batch, and, when there is a
+/// dead-letter topic, where each came from: (topic, partition, offset), its
+/// source bytes, its index inside an array.
 #[derive(Default)]
 struct Pending<'b, 'a> {
     events: Vec<&'b Event<'a>>,
@@ -247,6 +247,13 @@ struct Pending<'b, 'a> {
 
 /// (topic, partition, offset) of an event, for the dead letter.
 type At<'b> = (&'b str, i32, i64);
+
+/// A rejected event's copy to the dead-letter topic, when there is one.
+fn dead_letter(inner: &Inner, at: At<'_>, raw: &[u8], idx: Option<usize>, reason: Reject) {
+    if let Some(dlq) = &inner.dlq {
+        dlq.send(at, Some(raw), idx, reason);
+    }
+}
 
 /// Where an event sits in the stream, for the re-key stage.
 #[derive(Clone, Copy)]
@@ -307,14 +314,13 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
                 }
                 Err(reason) => {
                     d.rejected.push((ti, reason));
-                    if let Some(dlq) = &inner.dlq {
-                        dlq.send(
-                            (m.topic(), m.partition(), m.offset()),
-                            Some(raw),
-                            idx,
-                            reason,
-                        );
-                    }
+                    dead_letter(
+                        inner,
+                        (m.topic(), m.partition(), m.offset()),
+                        raw,
+                        idx,
+                        reason,
+                    );
                 }
             }
         });

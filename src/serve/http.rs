@@ -4,9 +4,10 @@
 //! carries them, hardened against abusive clients.
 //!
 //! - `/metrics` and `/api/v1/criteria` are served from the background
-//!   rendering (`serve::live::Serving::render_loop`): every reader gets a
-//!   reference to the same immutable bytes, so 40 readers of a 66 MB body
-//!   cost one body, not 40, and no request measures the store.
+//!   rendering (`serve::live::Serving::render_loop`, running while reads
+//!   come): every reader gets a reference to the same immutable bytes, so
+//!   40 readers of a 66 MB body cost one body, not 40, and no request
+//!   measures the store.
 //! - Pages rendered per request (`/`) run on the blocking pool, at most
 //!   `http.max_concurrent_renders` at once; a request past that gets 503 with
 //!   `Retry-After: 1` at once rather than queueing (a queue would hold its
