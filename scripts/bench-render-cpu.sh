@@ -19,7 +19,7 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 bin="$target_dir/release/connector-ga-exporter"
 w=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$w"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$w"' EXIT
 "$target_dir/release/examples/gen_corpus" --count "$count" --profile realistic > "$w/events.ndjson"
 "$bin" mock-kafka --topic ev:128 > "$w/mock.out" 2> "$w/mock.err" & pids+=($!)
 for _ in $(seq 100); do [[ -s "$w/mock.out" ]] && break; sleep 0.05; done
