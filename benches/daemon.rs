@@ -18,7 +18,8 @@
 //!   fetch queue, counts the events of each payload (its newlines).
 //! - The daemon (`common/member.rs`): `kafka::Consumer::run` (the consumer
 //!   thread, its tasks and its ingest pool, exactly as `run` starts them)
-//!   with the background `/metrics` renderer of `run` beside it; only HTTP
+//!   with the background `/metrics` renderer of `run` beside it (which,
+//!   as in `run`, renders only while reads come: nothing, here); only HTTP
 //!   is left out. It is run in-process rather than as the binary so that
 //!   its progress can be read from the views it publishes (every 500 ms)
 //!   instead of a scrape, and its CPU time is the bench process's.

@@ -90,8 +90,9 @@ pub fn daemon(
     })
     .expect("consumer");
     let consumer = std::thread::spawn(move || consumer.run());
-    // `CGA_BENCH_NO_RENDERER=1` leaves `run`'s background renderer out (to
-    // measure what it costs, in the A/B mode).
+    // `CGA_BENCH_NO_RENDERER=1` leaves `run`'s background renderer out.
+    // It renders only while reads come, so without `reader` it renders
+    // nothing either way (it did before 7d09820).
     let renderer = std::env::var_os("CGA_BENCH_NO_RENDERER")
         .is_none()
         .then(|| {

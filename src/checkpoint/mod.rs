@@ -56,6 +56,18 @@ pub enum CheckpointError {
         partition: i32,
         why: String,
     },
+    #[error(
+        "checkpoints of partition {partition} of {topic} in {store}: {why}; the other holds no \
+         offset to resume at (written by an earlier build before the partition's first read), \
+         so the events of the unreadable one would be lost; refusing to guess (delete them, \
+         or start with --fresh, to start the partition over)"
+    )]
+    NoRestartPoint {
+        store: String,
+        topic: String,
+        partition: i32,
+        why: String,
+    },
     #[error("cannot encode a checkpoint: {0}")]
     Encode(String),
     #[error(
@@ -184,16 +196,13 @@ pub fn load(
         }
     }
     match best {
-        // The newer checkpoint is damaged and the previous one holds no
-        // offset (a build before this check wrote a task that had read
-        // nothing): it is no restart point. Resuming at Kafka's committed
-        // offset would skip every event of the damaged one.
+        // One slot is unreadable and the other holds no offset (a build
+        // before this check wrote a task that had read nothing): it is no
+        // restart point. Resuming at Kafka's committed offset would skip
+        // every event of the unreadable one, which is most likely the
+        // newer. Conservative: an unreadable older one is refused too.
         Some(c) if !why.is_empty() && c.next_offset.is_none() => {
-            why.push(format!(
-                "{}: written before the partition's first read, it holds no offset to resume at",
-                keys(topic, partition)[(c.seq % 2) as usize]
-            ));
-            Err(CheckpointError::Unreadable {
+            Err(CheckpointError::NoRestartPoint {
                 store: store.describe(),
                 topic: topic.into(),
                 partition,
@@ -328,10 +337,10 @@ mod tests {
         b[last] ^= 0xff;
         std::fs::write(&newest, &b).unwrap();
         let err = load(&s, "t", 3).unwrap_err().to_string();
-        assert!(err.contains("none can be read"), "{err}");
         assert!(
-            err.contains("a.ckpt: checksum mismatch")
-                && err.contains("b.ckpt: written before the partition's first read"),
+            err.contains("partition 3 of t")
+                && err.contains("a.ckpt: checksum mismatch")
+                && err.contains("the other holds no offset to resume at"),
             "{err}"
         );
     }

@@ -122,6 +122,9 @@ pub async fn on_demand<F>(shared: &Arc<Serving>, render: F) -> Response
 where
     F: FnOnce(&Report, &Serving) -> Response + Send + 'static,
 {
+    // The rendering first: waiting for it (after a quiet spell) must not
+    // hold a permit that turns other pages away.
+    let rendered = shared.rendered().await;
     let Ok(permit) = Arc::clone(shared.render_permits()).try_acquire_owned() else {
         shared.metrics().http_shed.inc();
         return (
@@ -131,7 +134,6 @@ where
         )
             .into_response();
     };
-    let rendered = shared.rendered().await;
     let s = Arc::clone(shared);
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;

@@ -36,8 +36,6 @@ pub struct Rendered {
     pub started: Instant,
     /// How long measuring and rendering took.
     pub took: Duration,
-    /// The loop's pause after it (see [`Serving::pause_after`]).
-    pub pause: Duration,
 }
 
 /// The rendering loop stops this long after the last read (and starts
@@ -56,15 +54,6 @@ struct Reads {
 }
 
 impl Rendered {
-    /// Whether a read arriving at `at` may be served this rendering: the
-    /// running loop replaces it within its pause plus the next
-    /// rendering's time (slack for a slower one); older means the loop
-    /// was idle.
-    fn serves(&self, at: Instant) -> bool {
-        at.saturating_duration_since(self.started)
-            <= self.pause + self.took * 2 + Duration::from_millis(500)
-    }
-
     pub fn text(&self, fmt: Format) -> Bytes {
         match fmt {
             Format::Text => self.text.clone(),
@@ -87,6 +76,9 @@ pub struct Serving {
     /// When reads came; the loop waits on `read_came` while idle.
     reads: Mutex<Reads>,
     read_came: Condvar,
+    /// Whether the loop has published a rendering since it last woke from
+    /// idle: the latest rendering is then at most one pause old.
+    looping: AtomicBool,
     /// [`IDLE_AFTER`] (shorter in tests).
     idle_after: Duration,
 }
@@ -108,6 +100,7 @@ impl Serving {
             rendered: tokio::sync::watch::channel(None).0,
             reads: Mutex::new(Reads::default()),
             read_came: Condvar::new(),
+            looping: AtomicBool::new(false),
             idle_after: IDLE_AFTER,
         }
     }
@@ -153,12 +146,12 @@ impl Serving {
             report: Arc::new(r),
             started,
             took: started.elapsed(),
-            pause: Duration::from_secs(1),
         }
     }
 
     /// The latest rendering when the loop is running; else wakes it and
-    /// waits for a rendering begun after this read arrived.
+    /// waits for a rendering begun after this read arrived. At shutdown
+    /// (the loop has ended) the latest one, whatever its age.
     pub async fn rendered(&self) -> Arc<Rendered> {
         let at = Instant::now();
         {
@@ -167,9 +160,14 @@ impl Serving {
             reads.last = Some(at);
         }
         self.read_came.notify_one();
+        let looping = self.looping.load(Ordering::Acquire);
         let mut rx = self.rendered.subscribe();
         let r = rx
-            .wait_for(|r| r.as_ref().is_some_and(|r| r.serves(at)))
+            .wait_for(|r| {
+                r.as_ref().is_some_and(|r| {
+                    looping || r.started >= at || self.stop.load(Ordering::Acquire)
+                })
+            })
             .await;
         match r {
             Ok(g) => Arc::clone(g.as_ref().expect("waited for Some")),
@@ -186,12 +184,14 @@ impl Serving {
             if !self.wait_for_readers() {
                 break;
             }
-            let mut r = self.render_metrics();
-            r.pause = self.pause_after(r.took);
+            let r = self.render_metrics();
             let took = r.took;
             // Readers still holding the previous rendering keep it alive
             // until their responses are written; it is freed after.
             self.rendered.send_replace(Some(Arc::new(r)));
+            // Only now: a read during the first rendering after a quiet
+            // spell must not be served the rendering from before it.
+            self.looping.store(true, Ordering::Release);
             // The pause is asked again as it runs: reads coming faster
             // shorten it.
             let done = Instant::now();
@@ -199,6 +199,9 @@ impl Serving {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        self.looping.store(false, Ordering::Release);
+        // Readers waiting for a fresh rendering take the latest one now.
+        self.rendered.send_modify(|_| {});
     }
 
     /// The pause after a rendering that took `took`: 1 s, or 4× its time
@@ -206,8 +209,8 @@ impl Serving {
     /// cores), so the loop never takes over 20% of a core; or half the
     /// gap between the last two reads, up to [`MAX_PAUSE`], when that is
     /// longer: a Prometheus scraping every 15 s gets a rendering at most
-    /// ~8 s old, at a sixth of the cost of one every 1.2 s. A read is
-    /// served at once whatever the pause (see [`Rendered::serves`]).
+    /// ~8 s old, at about half the cost of one every 4× its time. While
+    /// the loop runs a read is served at once, whatever the pause.
     fn pause_after(&self, took: Duration) -> Duration {
         let gap = self.reads.lock().unwrap_or_else(|e| e.into_inner()).gap;
         let by_reads = gap.map_or(Duration::ZERO, |g| (g / 2).min(MAX_PAUSE));
@@ -225,6 +228,8 @@ impl Serving {
             if reads.last.is_some_and(|t| t.elapsed() < self.idle_after) {
                 return true;
             }
+            // Idle: a read now waits for a rendering begun after it.
+            self.looping.store(false, Ordering::Release);
             // Woken by a read; the timeout only checks `stop`.
             reads = self
                 .read_came
@@ -321,7 +326,7 @@ mod tests {
     /// rendering begun after it, never the old one.
     #[test]
     fn renders_only_while_read_and_a_read_after_a_quiet_spell_is_fresh() {
-        let s = serving(Duration::from_millis(1500));
+        let s = serving(Duration::from_secs(3));
         let looping = {
             let s = Arc::clone(&s);
             std::thread::spawn(move || s.render_loop())
@@ -332,16 +337,27 @@ mod tests {
         let at = Instant::now();
         let first = read(&s);
         assert!(first.started >= at, "the first read got an older rendering");
-        // Within the loop's pause: the same rendering, at once.
+        // Running: the latest rendering, at once.
+        let again = Instant::now();
         assert_eq!(read(&s).started, first.started);
+        assert!(
+            again.elapsed() < Duration::from_millis(500),
+            "a read waited while the loop ran"
+        );
 
-        // Running: renderings follow each other about 1 s apart.
-        std::thread::sleep(Duration::from_millis(1300));
-        let second = renderings(&s).unwrap();
-        assert!(second > first.started, "the loop stopped while read");
+        // Running: the next rendering ~1 s later (the pause), well before
+        // the loop goes idle (3 s after the last read).
+        let start = Instant::now();
+        while renderings(&s) == Some(first.started) {
+            assert!(
+                start.elapsed() < Duration::from_millis(2500),
+                "the loop stopped while read"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
 
-        // Idle: after 1.5 s without a read the loop stops rendering.
-        std::thread::sleep(Duration::from_millis(3000));
+        // Idle: 3 s after the last read the loop stops rendering.
+        std::thread::sleep(Duration::from_millis(4500));
         let last = renderings(&s).unwrap();
         std::thread::sleep(Duration::from_millis(2000));
         assert_eq!(renderings(&s).unwrap(), last, "rendered while idle");

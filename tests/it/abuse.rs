@@ -317,24 +317,30 @@ fn failed_checkpoints_are_counted_and_retried() {
             .expect("connector_ga_checkpoint_failures_total is exported")
     };
     assert_eq!(failures(&d), 0.0);
-    // The task of partition 0 is written under tasks/ev/0/.
+    // The task of partition 0 is written under tasks/ev/0/, once it has
+    // read something (a task that read nothing holds no offset to resume
+    // at, so it is never written).
     let task_dir = state.join("tasks").join("ev").join("0");
     let has_ckpt = |d: &Path| d.join("a.ckpt").is_file() || d.join("b.ckpt").is_file();
+    let p = producer(&mock.bootstrap_servers());
+    let one = || {
+        produce(
+            &p,
+            "ev",
+            &[format!(
+                r#"{{"ts":"{}","connector":"it_ck","status":200}}"#,
+                iso(1)
+            )],
+        )
+    };
+    one();
     d.wait_for(|_| has_ckpt(&task_dir), "the task's first checkpoint");
     block_dir(&task_dir);
     // Only a task that changed is written: keep events coming. Counted on
     // every interval: at least two means it is retried.
-    let p = producer(&mock.bootstrap_servers());
     d.wait_for(
         |d| {
-            produce(
-                &p,
-                "ev",
-                &[format!(
-                    r#"{{"ts":"{}","connector":"it_ck","status":200}}"#,
-                    iso(1)
-                )],
-            );
+            one();
             failures(d) >= 2.0
         },
         "two failed checkpoints counted",

@@ -700,9 +700,24 @@ fn an_idle_partition_writes_no_checkpoint_and_a_fallback_counts_every_event() {
     std::thread::sleep(Duration::from_secs(2));
     d.sigkill();
 
-    // Bit rot in the newest: the member resumes from the previous one, at
-    // its offset (3), and reads the 4 events after it again: 5 + 3 + 4.
-    let newest = ckpt(1, "a");
+    // Bit rot in the newest (by time: a checkpoint taken between two of the
+    // first 3 events would shift the slots): the member resumes from the
+    // previous one, at its offset, and reads the events after it again:
+    // 5 + 3 + 4.
+    let modified = |slot| {
+        std::fs::metadata(ckpt(1, slot))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let newest = ckpt(
+        1,
+        if modified("a") >= modified("b") {
+            "a"
+        } else {
+            "b"
+        },
+    );
     let mut b = std::fs::read(&newest).unwrap();
     let at = b.len() - 10;
     b[at] ^= 0xff;
