@@ -33,10 +33,11 @@
 //!   partitions), the daemon runs with `input_keyed_by_connector = false`,
 //!   and `<group>-by-connector` is created on the mock at start (its
 //!   cluster has no CreateTopics handler). The daemon's count is that of
-//!   its aggregating tasks (events read from the re-keyed topic), so its
-//!   rate covers read, validate, produce, fetch again and aggregate. The
-//!   re-keyed topic holds one record per event, keyed by connector: the run
-//!   is invalid if the mock dropped any of it (a low watermark past 0).
+//!   its aggregating tasks (events handed to their engines), so its rate
+//!   covers read, validate, produce, fetch again and aggregate. The
+//!   re-keyed topic holds records of up to 1,000 events (one source
+//!   partition's events of one batch bound for one partition): the run is
+//!   invalid if the mock dropped any of it (a low watermark past 0).
 
 use std::time::Instant;
 
@@ -263,10 +264,10 @@ fn main() {
         let (p, r) = produce_unkeyed(&mock.brokers, &k, now_ms);
         let busiest = (0..r.bytes.len()).max_by_key(|&i| r.bytes[i]).unwrap_or(0);
         println!(
-            "input NOT keyed by connector; the re-key stage will write one record per event, \
-             busiest connector {} events; busiest re-keyed partition {} records, {:.2} MiB \
-             before the re-key producer's lz4 (stored compressed; the 5 MiB cap is checked \
-             after each run)",
+            "input NOT keyed by connector; the re-key stage packs events into records of up \
+             to 1,000; busiest connector {} events; busiest re-keyed partition {} events, \
+             {:.2} MiB before packing and the re-key producer's lz4 (stored compressed; the \
+             5 MiB cap is checked after each run)",
             r.busiest_connector,
             r.records[busiest],
             r.bytes[busiest] as f64 / 1048576.0

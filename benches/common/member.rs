@@ -129,20 +129,16 @@ pub fn daemon(
         })
     });
     // (events aggregated, events read from the input topics). A task
-    // counts events where they are first read, so the re-keyed tasks' count
-    // stays 0; theirs is their position: the re-keyed topic holds one record
-    // per event from offset 0 (no drop: checked after the run).
+    // counts events where they are first read, so the re-keyed tasks'
+    // `events_read` stays 0; theirs is what they handed to their engines.
     let read = || {
         let m = tasks.events_read();
         let input: u64 = topics.iter().filter_map(|t| m.get(*t)).sum();
-        let aggregated = counted.as_ref().map_or(input, |t| {
-            tasks
-                .next_offsets()
-                .iter()
-                .filter(|(id, _)| *id.topic == **t)
-                .map(|(_, o)| *o as u64)
-                .sum()
-        });
+        let aggregated = if counted.is_some() {
+            tasks.events_ingested()
+        } else {
+            input
+        };
         (aggregated, input)
     };
     let deadline = Instant::now() + Duration::from_secs(600);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::consumer::{Inner, Owned};
-use super::rekey::{self, Source};
+use super::rekey::{self, Packer, Source};
 use crate::engine::event::{self, Event, Reject};
 use crate::engine::state::Admission;
 use crate::task::{Stage, Task};
@@ -96,6 +96,8 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
         // batch per task, scope by scope (`Task::ingest_batch`).
         let mut pending: Vec<Pending<'_, '_>> =
             (0..mine.len()).map(|_| Pending::default()).collect();
+        // The read stage's records of this batch, per lent read task.
+        let mut packers: Vec<Option<Packer<'_>>> = (0..mine.len()).map(|_| None).collect();
         for d in &decoded {
             for &(i, reason) in &d.rejected {
                 if let Some(t) = lent_task(mine, i, w, owners) {
@@ -114,16 +116,21 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                         // Rejections up to `from_future` are decided here;
                         // the rest leaves for its connector's partition.
                         match adm.admit(ev.ts) {
-                            Ok(()) => inner.rekey.as_ref().expect("read stage").send(
-                                &ev.connector,
-                                raw,
-                                Source {
-                                    topic: m.topic(),
-                                    partition: m.partition(),
-                                    offset: m.offset(),
-                                    index: i,
-                                },
-                            ),
+                            Ok(()) => {
+                                let packer = packers[d.task_of[k] as usize / owners]
+                                    .get_or_insert_with(|| Packer::new(m.topic(), m.partition()));
+                                inner.rekey.as_ref().expect("read stage").add(
+                                    packer,
+                                    &ev.connector,
+                                    raw,
+                                    Source {
+                                        topic: m.topic(),
+                                        partition: m.partition(),
+                                        offset: m.offset(),
+                                        index: i,
+                                    },
+                                );
+                            }
                             Err(reason) => {
                                 t.reject(reason, 1);
                                 dead_letter(inner, at, raw, idx, reason);
@@ -144,6 +151,11 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                 if inner.dlq.is_some() {
                     p.from.push((at, raw, idx));
                 }
+            }
+        }
+        if let Some(r) = &inner.rekey {
+            for p in packers.into_iter().flatten() {
+                r.finish(p);
             }
         }
         for (slot, p) in mine.iter_mut().zip(&pending) {
@@ -284,7 +296,7 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
             continue;
         };
         let rekeyed = inner.stage(m.topic()) == Stage::Rekeyed;
-        let src = if rekeyed { rekey::source_of(m) } else { None };
+        let src = if rekeyed { rekey::sources_of(m) } else { None };
         if rekeyed && src.is_none() {
             // Not written by the re-key stage: nothing says where it came
             // from, so it cannot be counted exactly once.
@@ -300,8 +312,16 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
         let payload = m.payload().unwrap_or(&[]);
         let mut seq = 0u32;
         let n = event::decode_payload_raw(payload, |r, raw, idx| {
-            let origin = match src {
-                Some(s) => Origin::Source(s),
+            let origin = match &src {
+                Some(s) => match s.get(seq as usize) {
+                    Some(x) => Origin::Source(x),
+                    // More events than positions: not this stage's
+                    // record; warned about below, never counted.
+                    None => {
+                        seq += 1;
+                        return;
+                    }
+                },
                 None => Origin::Index(seq),
             };
             seq += 1;
@@ -324,6 +344,17 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
                 }
             }
         });
+        if let Some(s) = src.as_ref().filter(|s| s.len() != seq as usize) {
+            tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                events = seq,
+                positions = s.len(),
+                "re-keyed record whose events and source positions differ in number: \
+                 only events with a position were counted"
+            );
+        }
         // Events are counted where they are first read.
         d.read.push((ti, m.offset(), if rekeyed { 0 } else { n }));
     }

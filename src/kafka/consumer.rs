@@ -459,9 +459,11 @@ impl Consumer {
             // The re-keyed topic is made sure of here, not before `run`
             // returns to the caller: without a broker the daemon must still
             // start and serve `/healthz`.
-            rekey::ensure_topic(&h.cfg, &h.stop)?;
-            if h.stop.load(Ordering::Acquire) {
+            let Some(n) = rekey::ensure_topic(&h.cfg, &h.stop)? else {
                 return Ok(());
+            };
+            if let Some(r) = &self.inner.rekey {
+                r.set_partitions(n);
             }
             subscribe(&self.consumer, &self.inner)?;
         }
