@@ -326,17 +326,7 @@ fn two_members_of_one_group_count_every_event_once() {
     std::thread::sleep(Duration::from_secs(3));
     let b = Daemon::start(&brokers, "ev", "g3", &cfg, &shared, &fast);
     produce(&p, "ev", &batch(60));
-    let total = |d: &Daemon| {
-        d.metric(
-            "connector_requests_total",
-            &[
-                ("connector", "it_alpha"),
-                ("cloud", "public"),
-                ("class", "2xx"),
-            ],
-        )
-        .unwrap_or(0.0)
-    };
+    let total = |d: &Daemon| d.requests("it_alpha", "2xx").unwrap_or(0.0);
     // Read (where they are counted) and aggregated (after the re-key stage).
     let start = Instant::now();
     while (a.events_total("ev") + b.events_total("ev") < 400.0 || total(&a) + total(&b) < 400.0)
@@ -407,17 +397,7 @@ fn broker_outage_loses_nothing() {
     );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(d.events_total("ev"), 3000.0);
-    assert_eq!(
-        d.metric(
-            "connector_requests_total",
-            &[
-                ("connector", "it_alpha"),
-                ("cloud", "public"),
-                ("class", "2xx")
-            ]
-        ),
-        Some(3000.0)
-    );
+    assert_eq!(d.requests("it_alpha", "2xx"), Some(3000.0));
 }
 
 /// SPEC §11 live: `?daily=true` is `report --daily` over the same events at
@@ -729,15 +709,5 @@ fn an_idle_partition_writes_no_checkpoint_and_a_fallback_counts_every_event() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(d.events_total("ev"), 12.0);
-    assert_eq!(
-        d.metric(
-            "connector_requests_total",
-            &[
-                ("connector", "it_alpha"),
-                ("cloud", "public"),
-                ("class", "2xx")
-            ]
-        ),
-        Some(12.0)
-    );
+    assert_eq!(d.requests("it_alpha", "2xx"), Some(12.0));
 }

@@ -284,6 +284,19 @@ impl Daemon {
         panic!("timed out waiting for {what}");
     }
 
+    /// `connector_requests_total` of `connector` in the public cloud, one
+    /// status class.
+    pub(crate) fn requests(&self, connector: &str, class: &str) -> Option<f64> {
+        self.metric(
+            "connector_requests_total",
+            &[
+                ("connector", connector),
+                ("cloud", "public"),
+                ("class", class),
+            ],
+        )
+    }
+
     pub(crate) fn events_total(&self, topic: &str) -> f64 {
         self.metric("connector_ga_events_total", &[("topic", topic)])
             .unwrap_or(0.0)

@@ -628,17 +628,8 @@ fn member_without_local_disk_restores_from_s3() {
             .envs(&env_refs)
             .start()
     };
-    let requests = |d: &crate::harness::Daemon, class: &str| {
-        d.metric(
-            "connector_requests_total",
-            &[
-                ("connector", "it_s3"),
-                ("cloud", "public"),
-                ("class", class),
-            ],
-        )
-        .unwrap_or(0.0)
-    };
+    let requests =
+        |d: &crate::harness::Daemon, class: &str| d.requests("it_s3", class).unwrap_or(0.0);
 
     let disk_a = tempfile::tempdir().unwrap();
     let a = member(disk_a.path());

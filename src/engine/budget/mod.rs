@@ -413,6 +413,16 @@ mod tests {
 
     /// The closed forms against a search that adds failures one by one and
     /// tests the inequality in integers, over every small case.
+    /// The largest `n` with `holds(n)`, searched one by one (`holds(0)` is
+    /// true); `None` past 10,000 (no limit).
+    fn most_failures(holds: &dyn Fn(i128) -> bool) -> Option<u64> {
+        let mut n = 0;
+        while holds(n + 1) && n < 10_000 {
+            n += 1;
+        }
+        (n < 10_000).then_some(n as u64)
+    }
+
     #[test]
     fn closed_forms_equal_the_search() {
         for t in [th(0.5), th(0.8), th(0.9), th(0.99), th(1.0)] {
@@ -423,11 +433,7 @@ mod tests {
                     if !holds(0) {
                         continue;
                     }
-                    let mut n = 0;
-                    while holds(n + 1) && n < 10_000 {
-                        n += 1;
-                    }
-                    let want = (n < 10_000).then_some(n as u64);
+                    let want = most_failures(&holds);
                     assert_eq!(availability_failures_left(cf, d, t), want, "{cf}/{d}");
                 }
                 for s in 0..=d as i128 {
@@ -451,11 +457,7 @@ mod tests {
                             if !holds(0) {
                                 continue;
                             }
-                            let mut n = 0;
-                            while holds(n + 1) && n < 10_000 {
-                                n += 1;
-                            }
-                            let want = (n < 10_000).then_some(n as u64);
+                            let want = most_failures(holds);
                             assert_eq!(success_failures_left(x, d, t, formula), want);
                         }
                     }
