@@ -6,6 +6,11 @@
 //! the ratio is what the daemon's decode + classify + aggregate costs on
 //! top of fetching. Numbers are printed, not asserted.
 
+/// The allocator the binary ships with (`src/main.rs`): the bench measures
+/// what runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,7 +200,7 @@ fn scrape_under_load() {
         let _ = task.ingest(e, &Admission::default(), tasks.params(), tasks.budget());
     }
     rej.add(connector_ga_exporter::engine::event::Reject::TooOld, 0);
-    tasks.publish(vec![task.view()]);
+    tasks.publish(vec![task.view(true)], None);
     assert_eq!(tasks.scope_count(), 10_000);
 
     // Full-speed ingestion on the side, into the same scopes.
@@ -221,7 +226,7 @@ fn scrape_under_load() {
                 let _ = task.ingest(e, &Admission::default(), t2.params(), t2.budget());
             }
             if last.elapsed() >= connector_ga_exporter::task::PUBLISH_EVERY {
-                t2.publish(vec![task.view()]);
+                t2.publish(vec![task.view(true)], None);
                 last = Instant::now();
             }
             n += 1000;

@@ -39,6 +39,11 @@
 //!   partition's events of one batch bound for one partition): the run is
 //!   invalid if the mock dropped any of it (a low watermark past 0).
 
+/// The allocator the binary ships with (`src/main.rs`): the bench measures
+/// what runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 #[path = "common/baselines.rs"]

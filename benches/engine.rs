@@ -33,6 +33,11 @@
 //! process's CPU time (steadier on a shared machine; for `threads_2` it
 //! adds both threads' time).
 
+/// The allocator the binary ships with (`src/main.rs`): the bench measures
+/// what runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "common/corpus.rs"]
 mod corpus;
 

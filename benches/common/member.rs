@@ -180,6 +180,7 @@ pub fn daemon(
     // `_total` metrics), not only what the tasks read.
     let requests: u64 = tasks
         .report(&cfg, connector_ga_exporter::app::wall_clock(), false)
+        .0
         .scopes
         .iter()
         .filter_map(|s| s.total.as_ref().map(|c| c.requests))

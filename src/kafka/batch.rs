@@ -123,12 +123,8 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                                     packer,
                                     &ev.connector,
                                     raw,
-                                    Source {
-                                        topic: m.topic(),
-                                        partition: m.partition(),
-                                        offset: m.offset(),
-                                        index: i,
-                                    },
+                                    m.offset(),
+                                    i,
                                 );
                             }
                             Err(reason) => {

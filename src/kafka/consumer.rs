@@ -16,7 +16,7 @@
 //! callbacks, which run inside `poll`). A batch is decoded in parallel
 //! chunks, then each worker of the pool ingests the events of the tasks it
 //! is lent for that batch: one writer per task, no lock between workers.
-//! Readers see the views published through [`TaskSet`], never a task. The
+//! Readers see the views published through [`TaskSet`](crate::task::TaskSet), never a task. The
 //! batch's two phases are in `batch`.
 
 use std::collections::BTreeMap;
@@ -210,10 +210,11 @@ impl Ctx {
             };
             let mut owned = inner.owned();
             let mut task = task;
-            views.push(task.view());
+            // With its state: readers must see the restored scopes.
+            views.push(task.view(true));
             owned.insert(id, task);
         }
-        h.tasks.publish(views);
+        h.tasks.publish(views, None);
         h.tasks.set_total(group_tasks(c, &subscribed(inner)));
         let n = inner.owned().len();
         set_owned_gauges(inner);
@@ -455,6 +456,16 @@ impl Consumer {
     /// task is checkpointed and its offset committed.
     pub fn run(mut self) -> Result<(), ConsumerError> {
         let h = self.inner.h.clone();
+        // Readers asking for fresh state wait for this loop only while it
+        // runs, however it ends.
+        h.tasks.set_publishing(true);
+        struct Published<'a>(&'a crate::task::TaskSet);
+        impl Drop for Published<'_> {
+            fn drop(&mut self) {
+                self.0.set_publishing(false);
+            }
+        }
+        let _published = Published(&h.tasks);
         if self.inner.rekey.is_some() {
             // The re-keyed topic is made sure of here, not before `run`
             // returns to the caller: without a broker the daemon must still
@@ -486,8 +497,11 @@ impl Consumer {
             if undecodable {
                 self.skip_undecodable();
             }
-            if last_publish.elapsed() >= PUBLISH_EVERY {
-                self.publish();
+            // Counters every PUBLISH_EVERY; the state only when a reader
+            // asked (see `crate::task`).
+            let asked = h.tasks.state_asked();
+            if asked.is_some() || last_publish.elapsed() >= PUBLISH_EVERY {
+                self.publish(asked);
                 last_publish = Instant::now();
             }
             if last_checkpoint.elapsed() >= interval {
@@ -511,7 +525,8 @@ impl Consumer {
             checkpoint_tasks(&self.inner, &mut refs, false).map_err(ConsumerError::Other)?;
             store_offsets(&self.consumer, owned.values());
         }
-        self.publish();
+        // The final state, for readers until the process exits.
+        self.publish(Some(h.tasks.state_asked().unwrap_or(0)));
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored yet (KafkaError NoOffset) is not a failure.
             tracing::debug!(error = %e, "final commit");
@@ -559,15 +574,18 @@ impl Consumer {
         (batch, false)
     }
 
-    /// Publishes fresh views of the tasks written since the last ones.
-    fn publish(&self) {
+    /// Publishes fresh views of the tasks written since the last ones;
+    /// with `state` (the generation of state readers asked for), with
+    /// their state as of now.
+    fn publish(&self, state: Option<u64>) {
         let mut owned = self.inner.owned();
+        let with_state = state.is_some();
         let views: Vec<_> = owned
             .values_mut()
-            .filter(|t| t.unpublished())
-            .map(|t| t.view())
+            .filter(|t| t.unpublished() || (with_state && t.state_stale()))
+            .map(|t| t.view(with_state))
             .collect();
-        self.inner.h.tasks.publish(views);
+        self.inner.h.tasks.publish(views, state);
     }
 
     /// Every `checkpoint_interval_seconds`: prunes scopes past retention,

@@ -6,7 +6,7 @@
 //!   assignment, checkpoint on revocation) and the batch pipeline.
 //! - [`rekey`]: the re-key stage, for input not keyed by connector.
 //! - [`dead_letter`]: copies of rejected events with their reason.
-//! - [`undecodable`]: a message that stalls its partition is found, counted
+//! - `undecodable`: a message that stalls its partition is found, counted
 //!   and skipped.
 
 mod batch;

@@ -235,11 +235,20 @@ impl Rekeyer {
         (crc32fast::hash(connector.as_bytes()) % n) as i32
     }
 
-    /// Adds a valid event to its record; a record that fills up is sent.
-    pub fn add(&self, packer: &mut Packer<'_>, connector: &str, raw: &[u8], src: Source<'_>) {
+    /// Adds a valid event, read at `offset` (its `index`-th event) of the
+    /// packer's source partition, to its record; a record that fills up is
+    /// sent.
+    pub fn add(
+        &self,
+        packer: &mut Packer<'_>,
+        connector: &str,
+        raw: &[u8],
+        offset: i64,
+        index: u32,
+    ) {
         let dest = self.partition_of(connector);
         let pack = packer.open.entry(dest).or_default();
-        pack.push(raw, src.offset, src.index);
+        pack.push(raw, offset, index);
         if pack.full() {
             let pack = std::mem::take(pack);
             self.send_pack(packer.topic, packer.partition, dest, pack);

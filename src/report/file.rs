@@ -20,7 +20,6 @@ use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Arc;
 
 use super::{Report, ReportError};
 use crate::config::Config;
@@ -28,7 +27,7 @@ use crate::engine::event::{self, Event, Reject, RejectCounts};
 use crate::engine::measure::{self, ScopeReport};
 use crate::engine::state::{self, Admission, ConnectorState, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::Micros;
-use crate::task::{Stage, Task, TaskId, TaskView};
+use crate::task::{Stage, Task, TaskId};
 
 /// Bytes per chunk handed to a decode job.
 const CHUNK: usize = 1 << 20;
@@ -98,14 +97,7 @@ impl<'p> Worker<'p> {
 
     /// The task's engine and rejections, and the latest valid event time.
     fn finish(self) -> (Engine, RejectCounts, Option<Micros>) {
-        let mut task = self.task;
-        let view = task.view();
-        // The view shares every scope with the task: dropping the task
-        // leaves the view the only owner, so nothing is copied later.
-        drop(task);
-        let TaskView {
-            engine, rejected, ..
-        } = Arc::try_unwrap(view).expect("the view has no other owner");
+        let (engine, rejected) = self.task.into_state();
         (engine, rejected, self.max_ts)
     }
 }

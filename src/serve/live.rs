@@ -126,10 +126,8 @@ impl Serving {
     pub fn render_metrics(&self) -> Rendered {
         let started = Instant::now();
         let registry = self.metrics.registry.gather();
-        // One load of the views for the report and the task counters, so
-        // a rendering's events and rejections are those of its scopes.
-        let r = self.tasks.report(&self.cfg, wall_clock(), false);
-        let events = self.tasks.events_read();
+        // The events and rejections that go with the measured scopes.
+        let (r, events) = self.tasks.report(&self.cfg, wall_clock(), false);
         let render = |fmt| {
             let mut w = Writer::new(fmt);
             w.report(&r);
@@ -242,18 +240,18 @@ impl Serving {
     /// The report at the wall clock with every scope's `daily` series
     /// (`/api/v1/criteria?daily=true`, the page).
     pub fn report_now_daily(&self) -> Report {
-        self.tasks.report(&self.cfg, wall_clock(), true)
+        self.tasks.report(&self.cfg, wall_clock(), true).0
     }
 
     /// The evidence pack of one connector at the wall clock (SPEC §11),
     /// `None` when the member holds no scope of it.
     pub fn evidence_html(&self, connector: &str) -> Option<String> {
         let now = wall_clock();
-        let scopes = self.tasks.connector(&self.cfg, now, connector);
+        let (scopes, rejected) = self.tasks.connector(&self.cfg, now, connector);
         let r = Report {
             now,
             criteria_window_days: self.cfg.criteria.window_days,
-            rejected: self.tasks.rejected(),
+            rejected,
             scopes,
             membership: None,
         };

@@ -2,7 +2,7 @@
 //! [`Event`]s or counted [`Reject`]s out.
 //!
 //! Design: a payload is parsed once (sonic-rs, else `serde_json`) into
-//! borrowed, permissive field values ([`Field`](visitor::Field)) so that a
+//! borrowed, permissive field values (`visitor::Field`) so that a
 //! field of the wrong type never fails the whole object; validation then applies SPEC §2's rejection order field by
 //! field. Only syntax errors (or a value that is not an object) make an event
 //! `malformed_json`. Nothing here reads a clock or panics on any input.

@@ -151,7 +151,7 @@ impl Engine {
     /// every event of the next, and so on. `rejected(i, reason)` hears of
     /// each event `events[i]` not admitted.
     ///
-    /// Why: see [`super::batch`]. The final state is the one of batch
+    /// Why: see the `batch` module. The final state is the one of batch
     /// order: each scope sees its own events in order, scopes are created
     /// (and claim the series budget) in the order of their first event,
     /// and what depends on other scopes' events (`max_day`, whence

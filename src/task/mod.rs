@@ -7,29 +7,35 @@
 //!   events. No lock guards a task; nothing else can reach it.
 //! - Readers (the renderer of `/metrics` and `/api/v1/criteria`, the pages,
 //!   checkpoints) never touch a task. They read [`TaskView`]s: immutable
-//!   copies the writer publishes through [`TaskSet`] (an `arc-swap`), at
-//!   most [`PUBLISH_EVERY`] apart. A view shares every scope with the task
-//!   (`Arc`, copy on write), so publishing costs the scopes written since the
-//!   last view, and a reader holding a view for seconds delays no one.
+//!   copies the writer publishes through [`TaskSet`] (an `arc-swap`). A
+//!   reader holding a view for seconds delays no one.
+//! - A view's counters (events read, rejections, offset) are at most
+//!   [`PUBLISH_EVERY`] old. Its state (the scopes, [`TaskState`]) is
+//!   published **on demand**: a reader that measures scopes asks for it
+//!   ([`TaskSet::fresh`]), and the writer publishes it after its current
+//!   batch. Why: a state shares every scope with the task (`Arc`, copy on
+//!   write), and the writer copies each scope it next writes while a state
+//!   holds it. Published every 500 ms, as before, that copied every busy
+//!   scope twice a second, read or not: most of the daemon's CPU beyond
+//!   decoding and aggregating (README "Benchmarks"). Now a state costs one
+//!   copy of each scope written after it, once per read that asks.
 //! - The series budget (`max_series`) is one atomic counter for the member.
 //! - The daemon's own counters are `prometheus` atomics.
 
+mod set;
+
+pub use set::{TaskSet, TaskState, TaskView, Views, FRESH_WAIT};
+
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 use crate::checkpoint::{SourceMark, TaskCheckpoint};
-use crate::config::Config;
 use crate::engine::event::{Event, Reject, RejectCounts};
-use crate::engine::measure::{self, ScopeReport};
 use crate::engine::state::{self, Admission, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::Micros;
-use crate::report::{Membership, Report};
 
 /// Longest a reader's view of a task lags its writer (besides the time to
 /// render it).
@@ -90,6 +96,9 @@ pub struct Task {
     seq: u64,
     /// Written since the last view was published.
     unpublished: bool,
+    /// The state last published, and whether it is older than the task.
+    state: Option<Arc<TaskState>>,
+    state_stale: bool,
     /// Written since the last checkpoint.
     unsaved: bool,
 }
@@ -107,6 +116,8 @@ impl Task {
             marks: HashMap::new(),
             seq: 0,
             unpublished: true,
+            state: None,
+            state_stale: true,
             unsaved: true,
         }
     }
@@ -135,6 +146,8 @@ impl Task {
                 .collect(),
             seq: c.seq,
             unpublished: true,
+            state: None,
+            state_stale: true,
             unsaved: false,
         }
     }
@@ -211,6 +224,7 @@ impl Task {
 
     fn touch(&mut self) {
         self.unpublished = true;
+        self.state_stale = true;
         self.unsaved = true;
     }
 
@@ -279,17 +293,34 @@ impl Task {
         self.unsaved = false;
     }
 
-    /// An immutable copy for readers (cheap: scopes are shared).
-    pub fn view(&mut self) -> Arc<TaskView> {
+    /// An immutable copy for readers: the counters now, and the state now
+    /// when `with_state` (else the one last published, if any). Cheap:
+    /// scopes are shared, but the task copies each scope it next writes
+    /// while the state is held (see the module docs).
+    pub fn view(&mut self, with_state: bool) -> Arc<TaskView> {
         self.unpublished = false;
+        let state = match &self.state {
+            Some(s) if !(with_state && self.state_stale) => Arc::clone(s),
+            _ => {
+                let s = Arc::new(TaskState {
+                    engine: self.engine.view(),
+                    events_read: self.events_read,
+                    rejected: self.rejected.clone(),
+                });
+                self.state = Some(Arc::clone(&s));
+                self.state_stale = false;
+                s
+            }
+        };
         Arc::new(TaskView {
             id: self.id.clone(),
             stage: self.stage,
-            engine: self.engine.view(),
             events_read: self.events_read,
             ingested: self.ingested,
             rejected: self.rejected.clone(),
             next_offset: self.next_offset,
+            scopes: self.engine.scope_count(),
+            state,
         })
     }
 
@@ -297,201 +328,19 @@ impl Task {
         self.unpublished
     }
 
+    /// Whether the state last published is older than the task.
+    pub fn state_stale(&self) -> bool {
+        self.state_stale
+    }
+
+    /// The task's scopes and rejections, the task gone (`report`).
+    pub fn into_state(self) -> (Engine, RejectCounts) {
+        (self.engine, self.rejected)
+    }
+
     /// Gives the task's scopes back to the series budget (the task leaves).
     pub fn release(self, budget: &SeriesBudget) {
         budget.release(self.engine.scope_count());
-    }
-}
-
-/// What readers see of a task.
-#[derive(Debug)]
-pub struct TaskView {
-    pub id: TaskId,
-    pub stage: Stage,
-    pub engine: Engine,
-    pub events_read: u64,
-    /// Events handed to the engine since the task was created or restored.
-    pub ingested: u64,
-    pub rejected: RejectCounts,
-    pub next_offset: Option<i64>,
-}
-
-type Views = BTreeMap<TaskId, Arc<TaskView>>;
-
-/// The tasks a member owns, as readers see them, and the member's series
-/// budget. The consumer thread publishes; anyone reads, without a lock.
-#[derive(Debug)]
-pub struct TaskSet {
-    views: ArcSwap<Views>,
-    params: Params,
-    budget: SeriesBudget,
-    /// Partitions of the group's topics: all the tasks of the group.
-    total: AtomicUsize,
-    /// Tasks assigned but not restored yet.
-    restoring: AtomicUsize,
-    /// Set once the first assignment is restored.
-    assigned: AtomicBool,
-}
-
-impl TaskSet {
-    pub fn new(cfg: &Config) -> TaskSet {
-        TaskSet {
-            views: ArcSwap::from_pointee(Views::new()),
-            params: Params::from_config(cfg),
-            budget: SeriesBudget::new(cfg.state.max_series),
-            total: AtomicUsize::new(0),
-            restoring: AtomicUsize::new(0),
-            assigned: AtomicBool::new(false),
-        }
-    }
-
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
-    pub fn budget(&self) -> &SeriesBudget {
-        &self.budget
-    }
-
-    /// Publishes (or replaces) the views of some tasks.
-    pub fn publish(&self, views: Vec<Arc<TaskView>>) {
-        if views.is_empty() {
-            return;
-        }
-        self.views.rcu(|old| {
-            let mut m = Views::clone(old);
-            for v in &views {
-                m.insert(v.id.clone(), Arc::clone(v));
-            }
-            m
-        });
-    }
-
-    /// Stops showing tasks that moved away: their series disappear.
-    pub fn remove(&self, ids: &[TaskId]) {
-        self.views.rcu(|old| {
-            let mut m = Views::clone(old);
-            for id in ids {
-                m.remove(id);
-            }
-            m
-        });
-    }
-
-    /// Assignment bookkeeping for `/readyz`: `n` tasks start restoring.
-    pub fn restoring(&self, n: usize) {
-        self.restoring.fetch_add(n, Ordering::AcqRel);
-    }
-
-    /// `n` tasks finished restoring.
-    pub fn restored(&self, n: usize) {
-        self.restoring.fetch_sub(n, Ordering::AcqRel);
-        self.assigned.store(true, Ordering::Release);
-    }
-
-    /// Sets how many tasks the group has (partitions of the aggregated topics).
-    pub fn set_total(&self, n: usize) {
-        self.total.store(n, Ordering::Release);
-    }
-
-    /// Ready once an assignment came and every owned task is restored.
-    pub fn is_ready(&self) -> bool {
-        self.assigned.load(Ordering::Acquire) && self.restoring.load(Ordering::Acquire) == 0
-    }
-
-    pub fn owned(&self) -> Vec<TaskId> {
-        self.views.load().keys().cloned().collect()
-    }
-
-    /// Rejections decided in the owned tasks.
-    pub fn rejected(&self) -> RejectCounts {
-        let mut r = RejectCounts::default();
-        for v in self.views.load().values() {
-            r.merge(&v.rejected);
-        }
-        r
-    }
-
-    /// Events read per topic by the owned tasks. An event is counted once,
-    /// where it is first read: the re-keyed topic's tasks are left out
-    /// (their count would always be 0, and exported as a per-topic series
-    /// it would read as a stalled topic).
-    pub fn events_read(&self) -> BTreeMap<String, u64> {
-        let mut m: BTreeMap<String, u64> = BTreeMap::new();
-        for v in self
-            .views
-            .load()
-            .values()
-            .filter(|v| v.stage != Stage::Rekeyed)
-        {
-            *m.entry(v.id.topic.to_string()).or_default() += v.events_read;
-        }
-        m
-    }
-
-    /// The views' next offsets, for the lag gauges.
-    /// Events the aggregating tasks handed to their engines since each was
-    /// created or restored (benchmarks' progress with the re-key stage).
-    pub fn events_ingested(&self) -> u64 {
-        self.views
-            .load()
-            .values()
-            .filter(|v| v.stage != Stage::Read)
-            .map(|v| v.ingested)
-            .sum()
-    }
-
-    pub fn next_offsets(&self) -> BTreeMap<TaskId, i64> {
-        self.views
-            .load()
-            .values()
-            .filter_map(|v| v.next_offset.map(|o| (v.id.clone(), o)))
-            .collect()
-    }
-
-    pub fn scope_count(&self) -> usize {
-        self.views
-            .load()
-            .values()
-            .map(|v| v.engine.scope_count())
-            .sum()
-    }
-
-    /// The report over the owned tasks at `now`.
-    pub fn report(&self, cfg: &Config, now: Micros, daily: bool) -> Report {
-        let views = self.views.load_full();
-        let engines: Vec<&Engine> = views.values().map(|v| &v.engine).collect();
-        let mut rejected = RejectCounts::default();
-        for v in views.values() {
-            rejected.merge(&v.rejected);
-        }
-        let total = self.total.load(Ordering::Acquire);
-        Report {
-            now,
-            criteria_window_days: cfg.criteria.window_days,
-            rejected,
-            scopes: measure::measure_engines(&engines, cfg, now, daily, &self.params),
-            membership: Some(Membership {
-                tasks: views
-                    .values()
-                    .filter(|v| v.stage != Stage::Read)
-                    .map(|v| (v.id.topic.to_string(), v.id.partition))
-                    .collect(),
-                read_tasks: views
-                    .values()
-                    .filter(|v| v.stage == Stage::Read)
-                    .map(|v| (v.id.topic.to_string(), v.id.partition))
-                    .collect(),
-                partial: views.len() < total || total == 0,
-            }),
-        }
-    }
-
-    /// One connector's scopes with their daily series (`/connectors/<id>`).
-    pub fn connector(&self, cfg: &Config, now: Micros, id: &str) -> Vec<ScopeReport> {
-        let views = self.views.load_full();
-        let engines: Vec<&Engine> = views.values().map(|v| &v.engine).collect();
-        measure::measure_connector(&engines, cfg, now, id, &self.params)
     }
 }
 
