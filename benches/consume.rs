@@ -194,7 +194,9 @@ fn scrape_under_load() {
         }
     }
     // One task, its one writer on the side thread; the renderer reads the
-    // views it publishes, as in the daemon.
+    // views it publishes, each with its state, every PUBLISH_EVERY: the
+    // daemon before states went on demand, and its worst case now (a
+    // reader asking twice a second).
     let mut task = Task::new(TaskId::new(TOPIC, 0), Stage::Aggregate);
     for e in &evs {
         let _ = task.ingest(e, &Admission::default(), tasks.params(), tasks.budget());

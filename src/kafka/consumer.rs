@@ -456,16 +456,6 @@ impl Consumer {
     /// task is checkpointed and its offset committed.
     pub fn run(mut self) -> Result<(), ConsumerError> {
         let h = self.inner.h.clone();
-        // Readers asking for fresh state wait for this loop only while it
-        // runs, however it ends.
-        h.tasks.set_publishing(true);
-        struct Published<'a>(&'a crate::task::TaskSet);
-        impl Drop for Published<'_> {
-            fn drop(&mut self) {
-                self.0.set_publishing(false);
-            }
-        }
-        let _published = Published(&h.tasks);
         if self.inner.rekey.is_some() {
             // The re-keyed topic is made sure of here, not before `run`
             // returns to the caller: without a broker the daemon must still
@@ -481,6 +471,17 @@ impl Consumer {
         let interval = Duration::from_secs(h.cfg.state.checkpoint_interval_seconds);
         let mut last_checkpoint = Instant::now();
         let mut last_publish = Instant::now();
+        // Readers asking for fresh state wait for this loop only while it
+        // runs (not while the re-keyed topic is made sure of above: there
+        // is no task yet), however it ends.
+        h.tasks.set_publishing(true);
+        struct Published<'a>(&'a crate::task::TaskSet);
+        impl Drop for Published<'_> {
+            fn drop(&mut self) {
+                self.0.set_publishing(false);
+            }
+        }
+        let _published = Published(&h.tasks);
         while !h.stop.load(Ordering::Acquire) {
             let generation = self.inner.generation.load(Ordering::Acquire);
             let (mut batch, undecodable) = self.poll_batch();
@@ -506,9 +507,20 @@ impl Consumer {
             }
             if last_checkpoint.elapsed() >= interval {
                 self.periodic_checkpoint();
+                // The state too, read or not: a reader whose request goes
+                // unanswered (this thread busy restoring or writing
+                // checkpoints) then measures a state at most about one
+                // interval old. One copy of each scope written per
+                // interval, against two a second before states went on
+                // demand.
+                self.publish(Some(h.tasks.state_asked().unwrap_or(0)));
                 last_checkpoint = Instant::now();
+                last_publish = Instant::now();
             }
         }
+        // The final state, for readers until the process exits, whatever
+        // follows.
+        self.publish(Some(h.tasks.state_asked().unwrap_or(0)));
         if let Some(e) = self
             .inner
             .fatal
@@ -525,8 +537,6 @@ impl Consumer {
             checkpoint_tasks(&self.inner, &mut refs, false).map_err(ConsumerError::Other)?;
             store_offsets(&self.consumer, owned.values());
         }
-        // The final state, for readers until the process exits.
-        self.publish(Some(h.tasks.state_asked().unwrap_or(0)));
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored yet (KafkaError NoOffset) is not a failure.
             tracing::debug!(error = %e, "final commit");

@@ -436,11 +436,13 @@ mod tests {
         // Now a writer that never answers, then stops.
         set.fresh_wait = Duration::from_secs(3600);
         let set = Arc::new(set);
+        let before = set.state_asked().expect("the first request is unanswered");
         let reader = {
             let set = Arc::clone(&set);
             std::thread::spawn(move || requests(&set.fresh()))
         };
-        while set.state_asked().is_none() {
+        // Until the reader has asked (and so waits, or is about to).
+        while set.state_asked() == Some(before) {
             std::thread::yield_now();
         }
         set.set_publishing(false);
