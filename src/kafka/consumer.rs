@@ -513,14 +513,14 @@ impl Consumer {
                 // interval old. One copy of each scope written per
                 // interval, against two a second before states went on
                 // demand.
-                self.publish(Some(h.tasks.state_asked().unwrap_or(0)));
+                self.publish_state();
                 last_checkpoint = Instant::now();
                 last_publish = Instant::now();
             }
         }
         // The final state, for readers until the process exits, whatever
         // follows.
-        self.publish(Some(h.tasks.state_asked().unwrap_or(0)));
+        self.publish_state();
         if let Some(e) = self
             .inner
             .fatal
@@ -582,6 +582,13 @@ impl Consumer {
             }
         }
         (batch, false)
+    }
+
+    /// Publishes every task's state as of now, asked for or not (after a
+    /// checkpoint, at shutdown): it answers any request made so far.
+    fn publish_state(&self) {
+        let asked = self.inner.h.tasks.state_asked().unwrap_or(0);
+        self.publish(Some(asked));
     }
 
     /// Publishes fresh views of the tasks written since the last ones;
