@@ -460,7 +460,7 @@ impl Consumer {
             // The re-keyed topic is made sure of here, not before `run`
             // returns to the caller: without a broker the daemon must still
             // start and serve `/healthz`.
-            let Some(n) = rekey::ensure_topic(&h.cfg, &h.stop)? else {
+            let Some(n) = rekey::ensure_topic(&h.cfg, &*h.store, &h.stop)? else {
                 return Ok(());
             };
             if let Some(r) = &self.inner.rekey {

@@ -49,6 +49,10 @@ pub enum KafkaSetupError {
         partitions: usize,
         why: String,
     },
+    /// The pinned routing count of the re-keyed topic cannot hold
+    /// (`rekey::topic`).
+    #[error("state store {store}: {why}")]
+    RekeyPin { store: String, why: String },
 }
 
 /// What the Kafka side is handed: the config, the tasks' readers' handle

@@ -301,6 +301,47 @@ fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
     );
 }
 
+/// The re-keyed topic has fewer partitions than the count its connectors
+/// are routed by (pinned in the state store: here 4, the topic 2, as after
+/// deleting and creating it again). Routing by 4 would send events to
+/// partitions that do not exist; routing by 2 would move connectors away
+/// from their restored state. Start-up stops with one line naming the key.
+#[test]
+fn a_rekeyed_topic_smaller_than_its_pinned_count_stops_startup_with_one_line() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 2, 1).unwrap();
+    rekeyed_topic(&mock, "g-shrunk", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let state = dir.path().join("s");
+    std::fs::create_dir_all(state.join("rekey")).unwrap();
+    std::fs::write(state.join("rekey/g-shrunk-by-connector.partitions"), "4\n").unwrap();
+    let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+        .rekeyed()
+        .topic("ev")
+        .group("g-shrunk")
+        .config(&cfg)
+        .state_dir(&state)
+        .rust_log(Some("error"))
+        .stderr_piped()
+        .command();
+    let (status, err) = exit_and_stderr(
+        cmd,
+        60,
+        "the daemon kept running over a re-keyed topic smaller than its pin",
+    );
+    assert_stopped_with_one_line(
+        status,
+        &err,
+        "connector-ga-exporter: state store",
+        &[
+            "`rekey/g-shrunk-by-connector.partitions`",
+            "over 4 partitions",
+            "`g-shrunk-by-connector` has 2",
+        ],
+    );
+}
+
 /// Item 2: snapshots failing after start are counted, logged and retried
 /// every interval; once the directory is writable again they succeed.
 #[test]

@@ -711,3 +711,108 @@ fn an_idle_partition_writes_no_checkpoint_and_a_fallback_counts_every_event() {
     assert_eq!(d.events_total("ev"), 12.0);
     assert_eq!(d.requests("it_alpha", "2xx"), Some(12.0));
 }
+
+/// README "Configuration": connectors are routed over the partition count
+/// pinned in the state store when the re-keyed topic was first seen, not
+/// the topic's count now. Here the pin says 2 and the topic has 4 (as if 2
+/// were added while members ran). Routed over 4, `it_pin0` and `it_pin2`
+/// (CRC-32 mod 4 = 3) and `it_pin4` (2) would leave their partitions for
+/// 2 and 3, splitting each connector between two tasks. Worked by hand
+/// (Python `zlib.crc32`): mod 2, `it_pin0`..`it_pin3` are 1 and
+/// `it_pin4`, `it_pin5` are 0.
+#[test]
+fn rekeyed_routing_keeps_the_pinned_partition_count_when_partitions_are_added() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", 2, 1).unwrap();
+    rekeyed_topic(&mock, "g-pin", 4);
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let state = dir.path().join("s");
+    std::fs::create_dir_all(state.join("rekey")).unwrap();
+    std::fs::write(state.join("rekey/g-pin-by-connector.partitions"), "2\n").unwrap();
+    // 12 valid events, 2 for each of 6 connectors.
+    let events: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                r#"{{"ts":"{}","connector":"it_pin{}","status":200}}"#,
+                iso(1 + i),
+                i % 6
+            )
+        })
+        .collect();
+    produce(&producer(&brokers), "ev", &events);
+    let d = DaemonCmd::new(&brokers)
+        .rekeyed()
+        .topic("ev")
+        .group("g-pin")
+        .config(&cfg)
+        .state_dir(&state)
+        .start();
+    let ok_2xx = |d: &Daemon| -> f64 {
+        samples(&d.metrics(), "connector_requests_total")
+            .into_iter()
+            .filter(|(l, _)| l["class"] == "2xx")
+            .map(|(_, v)| v)
+            .sum()
+    };
+    d.wait_for(|d| ok_2xx(d) == 12.0, "the 12 events aggregated");
+
+    // Which connectors each partition of the re-keyed topic holds.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "g-pin-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut high = BTreeMap::new();
+    for p in 0..4 {
+        let (_, h) = c
+            .fetch_watermarks("g-pin-by-connector", p, Duration::from_secs(10))
+            .unwrap();
+        high.insert(p, h);
+        tpl.add_partition_offset("g-pin-by-connector", p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut held: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    let mut read: BTreeMap<i32, i64> = BTreeMap::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|p| read.get(&p).copied().unwrap_or(0) < high[&p]) {
+        assert!(Instant::now() < until, "read {read:?} of {high:?}");
+        let Some(m) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        read.insert(m.partition(), m.offset() + 1);
+        let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let evs = match v {
+            Value::Array(a) => a,
+            one => vec![one],
+        };
+        for e in evs {
+            held.entry(m.partition())
+                .or_default()
+                .insert(e["connector"].as_str().unwrap().to_string());
+        }
+    }
+    let want: BTreeMap<i32, BTreeSet<String>> = [
+        (0, vec!["it_pin4", "it_pin5"]),
+        (1, vec!["it_pin0", "it_pin1", "it_pin2", "it_pin3"]),
+    ]
+    .into_iter()
+    .map(|(p, cs)| (p, cs.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(held, want, "partitions 2 and 3 must stay empty");
+    assert_eq!((high[&2], high[&3]), (0, 0));
+    // The pin is left as it was.
+    assert_eq!(
+        std::fs::read_to_string(state.join("rekey/g-pin-by-connector.partitions")).unwrap(),
+        "2\n"
+    );
+}

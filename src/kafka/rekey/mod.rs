@@ -10,7 +10,8 @@
 //!
 //! The partition of a connector is librdkafka's default for a record keyed
 //! by it (`consistent_random`: CRC-32 of the key modulo the partition
-//! count), whatever `partitioner` says, so records written one event at a
+//! count, the count pinned in the state store: see [`topic`]), whatever
+//! `partitioner` says, so records written one event at a
 //! time by earlier builds and packed ones agree. Packing by destination
 //! partition, not by connector, keeps each source partition's events in
 //! order within a re-keyed partition, which the drop of counted events
@@ -23,12 +24,13 @@
 //! task that resumes from its checkpoint produces again what came after it;
 //! the aggregating tasks recognise those records by source position.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+mod topic;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+pub use topic::ensure_topic;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
@@ -306,122 +308,10 @@ impl Rekeyer {
     }
 }
 
-/// Makes sure the re-keyed topic exists, created with the input's partition
-/// count when absent. Run by the consumer thread before it subscribes: while
-/// no broker answers it waits (the daemon serves `/healthz` meanwhile, as it
-/// does through any broker outage); once a broker answers and the topic
-/// cannot be created, the error names the topic and the partition count to
-/// create by hand. Returns its partition count, or `None` early when
-/// `stop` is set.
-pub fn ensure_topic(cfg: &Config, stop: &AtomicBool) -> Result<Option<u32>, KafkaSetupError> {
-    let name = topic(cfg);
-    let mut c = client_config(cfg, false);
-    // A metadata request must not create the topic with the broker's
-    // default partition count before we create it with the input's.
-    c.set("allow.auto.create.topics", "false");
-    let admin: AdminClient<DefaultClientContext> = c.create().map_err(KafkaSetupError::Client)?;
-    let timeout = Duration::from_secs(10);
-    let partitions_of = |t: &str| -> Result<Option<usize>, KafkaError> {
-        // Short: SIGTERM is noticed between two requests, and shutdown
-        // waits only 9 s for this thread.
-        let md = admin
-            .inner()
-            .fetch_metadata(Some(t), Duration::from_secs(2))?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty())
-            .map(|x| x.partitions().len()))
-    };
-    let mut waited = None::<Instant>;
-    let mut wait = |why: String| {
-        // Logged once a minute, not at every retry.
-        if waited.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
-            tracing::warn!(topic = %name, "re-key stage waits: {why}");
-            waited = Some(Instant::now());
-        }
-        for _ in 0..10 {
-            if stop.load(Ordering::Acquire) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let input = loop {
-        if stop.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        match partitions_of(&name) {
-            Ok(Some(n)) => return Ok(Some(n as u32)),
-            Ok(None) => {}
-            Err(e) => {
-                wait(format!("no broker answers ({e})"));
-                continue;
-            }
-        }
-        let mut input = 0;
-        let mut failed = None;
-        for t in &cfg.kafka.topics {
-            match partitions_of(t) {
-                Ok(n) => input = input.max(n.unwrap_or(0)),
-                Err(e) => failed = Some(e),
-            }
-        }
-        match (failed, input) {
-            (Some(e), _) => wait(format!("no broker answers ({e})")),
-            // The re-keyed topic takes the input's partition count: wait
-            // for the input to exist rather than guess.
-            (None, 0) => wait(format!(
-                "the input topics {:?} do not exist yet",
-                cfg.kafka.topics
-            )),
-            (None, n) => break n,
-        }
-    };
-    let new = NewTopic::new(&name, input as i32, TopicReplication::Fixed(-1));
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
-    // A broker without CreateTopics (librdkafka's mock cluster has none)
-    // may never answer: the request timeout bounds the wait.
-    let r = futures_executor_block_on(admin.create_topics([&new], &opts));
-    let failed = match r {
-        Ok(rs) => rs.into_iter().find_map(|r| match r {
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) | Ok(_) => None,
-            Err((_, code)) => Some(code.to_string()),
-        }),
-        Err(e) => Some(e.to_string()),
-    };
-    match failed {
-        None => {
-            tracing::info!(topic = %name, partitions = input, "created the re-keyed topic");
-            // Another member may have created it first, with its count.
-            Ok(Some(match partitions_of(&name) {
-                Ok(Some(n)) => n as u32,
-                _ => input as u32,
-            }))
-        }
-        Some(why) => Err(KafkaSetupError::RekeyTopic {
-            topic: name,
-            partitions: input,
-            why,
-        }),
-    }
-}
-
-/// Waits for an admin request on this (non-async) thread: librdkafka's
-/// background thread completes it, so a current-thread runtime suffices.
-fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-        .block_on(f)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     /// A pack's positions, as the aggregating side reads them back.
     #[test]
