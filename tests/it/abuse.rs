@@ -275,30 +275,55 @@ fn unwritable_state_dir_stops_startup_with_one_line() {
 /// the partition count to create: the input's 3.
 #[test]
 fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("ev", 3, 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "");
-    let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
-        .rekeyed()
-        .topic("ev")
-        .group("g-norekey")
-        .config(&cfg)
-        .state_dir(&dir.path().join("s"))
-        .rust_log(Some("error"))
-        .stderr_piped()
-        .command();
-    let (status, err) = exit_and_stderr(
-        cmd,
-        60,
-        "the daemon kept running without its re-keyed topic",
-    );
+    let (status, err) = rekeyed_startup("g-norekey", 3, None, None);
     assert_stopped_with_one_line(
         status,
         &err,
         "connector-ga-exporter: config key `kafka.input_keyed_by_connector`",
         &["`g-norekey-by-connector`", "create it with 3 partitions"],
     );
+}
+
+/// Starts a member with the re-key stage on a mock whose input `ev` has
+/// `input` partitions and whose re-keyed topic has `rekeyed` (None: absent;
+/// the mock cannot create it), the state store pinning `pin` as its routing
+/// count, and waits for it to stop: its status and stderr.
+fn rekeyed_startup(
+    group: &str,
+    input: i32,
+    rekeyed: Option<i32>,
+    pin: Option<&str>,
+) -> (ExitStatus, String) {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("ev", input, 1).unwrap();
+    if let Some(n) = rekeyed {
+        rekeyed_topic(&mock, group, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let state = dir.path().join("s");
+    if let Some(pin) = pin {
+        std::fs::create_dir_all(state.join("rekey")).unwrap();
+        std::fs::write(
+            state.join(format!("rekey/{group}-by-connector.partitions")),
+            pin,
+        )
+        .unwrap();
+    }
+    let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
+        .rekeyed()
+        .topic("ev")
+        .group(group)
+        .config(&cfg)
+        .state_dir(&state)
+        .rust_log(Some("error"))
+        .stderr_piped()
+        .command();
+    exit_and_stderr(
+        cmd,
+        60,
+        &format!("the daemon of group {group} kept running"),
+    )
 }
 
 /// The re-keyed topic has fewer partitions than the count its connectors
@@ -308,28 +333,7 @@ fn rekeyed_topic_that_cannot_be_created_stops_startup_with_one_line() {
 /// from their restored state. Start-up stops with one line naming the key.
 #[test]
 fn a_rekeyed_topic_smaller_than_its_pinned_count_stops_startup_with_one_line() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("ev", 2, 1).unwrap();
-    rekeyed_topic(&mock, "g-shrunk", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "");
-    let state = dir.path().join("s");
-    std::fs::create_dir_all(state.join("rekey")).unwrap();
-    std::fs::write(state.join("rekey/g-shrunk-by-connector.partitions"), "4\n").unwrap();
-    let (cmd, _) = DaemonCmd::new(&mock.bootstrap_servers())
-        .rekeyed()
-        .topic("ev")
-        .group("g-shrunk")
-        .config(&cfg)
-        .state_dir(&state)
-        .rust_log(Some("error"))
-        .stderr_piped()
-        .command();
-    let (status, err) = exit_and_stderr(
-        cmd,
-        60,
-        "the daemon kept running over a re-keyed topic smaller than its pin",
-    );
+    let (status, err) = rekeyed_startup("g-shrunk", 2, Some(2), Some("4\n"));
     assert_stopped_with_one_line(
         status,
         &err,

@@ -542,6 +542,15 @@ fn daily_api_equals_report_daily_and_budget_metrics() {
 /// where it is first read. With the re-key stage the re-keyed topic's tasks
 /// read nothing new, so `<group>-by-connector` has no series at all (it was
 /// exported, always 0, reading like a stalled topic).
+/// `connector_requests_total{class="2xx"}` summed over every scope.
+fn ok_2xx(d: &Daemon) -> f64 {
+    samples(&d.metrics(), "connector_requests_total")
+        .into_iter()
+        .filter(|(l, _)| l["class"] == "2xx")
+        .map(|(_, v)| v)
+        .sum()
+}
+
 #[test]
 fn rekeyed_run_counts_events_only_under_the_input_topic() {
     let mock = MockCluster::new(1).unwrap();
@@ -570,13 +579,6 @@ fn rekeyed_run_counts_events_only_under_the_input_topic() {
         .start();
     // Aggregated after the re-key stage: 2xx summed over the 3 connectors
     // is 4 + 4 + 4 = 12, so the re-keyed topic's tasks exist by now.
-    let ok_2xx = |d: &Daemon| -> f64 {
-        samples(&d.metrics(), "connector_requests_total")
-            .into_iter()
-            .filter(|(l, _)| l["class"] == "2xx")
-            .map(|(_, v)| v)
-            .sum()
-    };
     d.wait_for(|d| ok_2xx(d) == 12.0, "the 12 events aggregated");
     let m = d.metrics();
     let got: Vec<(String, f64)> = samples(&m, "connector_ga_events_total")
@@ -754,13 +756,6 @@ fn rekeyed_routing_keeps_the_pinned_partition_count_when_partitions_are_added() 
         .config(&cfg)
         .state_dir(&state)
         .start();
-    let ok_2xx = |d: &Daemon| -> f64 {
-        samples(&d.metrics(), "connector_requests_total")
-            .into_iter()
-            .filter(|(l, _)| l["class"] == "2xx")
-            .map(|(_, v)| v)
-            .sum()
-    };
     d.wait_for(|d| ok_2xx(d) == 12.0, "the 12 events aggregated");
 
     // Which connectors each partition of the re-keyed topic holds.

@@ -113,7 +113,9 @@ fn routing_count(store: &dyn StateStore, topic: &str, actual: u32) -> Result<u32
         Some(b) => b,
         None => {
             store.put(&key, Bytes::from(format!("{actual}\n")))?;
-            store.get(&key)?.unwrap_or_else(|| Bytes::from(format!("{actual}\n")))
+            store
+                .get(&key)?
+                .unwrap_or_else(|| Bytes::from(format!("{actual}\n")))
         }
     };
     let pinned = std::str::from_utf8(&stored)
@@ -280,9 +282,14 @@ mod tests {
     #[test]
     fn a_topic_with_fewer_partitions_than_pinned_is_an_error_naming_the_key() {
         let (_d, s) = store();
-        s.put("rekey/g-by-connector.partitions", Bytes::from_static(b"8\n"))
-            .unwrap();
-        let e = routing_count(&s, "g-by-connector", 4).unwrap_err().to_string();
+        s.put(
+            "rekey/g-by-connector.partitions",
+            Bytes::from_static(b"8\n"),
+        )
+        .unwrap();
+        let e = routing_count(&s, "g-by-connector", 4)
+            .unwrap_err()
+            .to_string();
         for want in [
             "`rekey/g-by-connector.partitions`",
             "over 8 partitions",
@@ -297,8 +304,11 @@ mod tests {
     fn a_pin_that_is_not_a_count_is_an_error_naming_the_key() {
         let (_d, s) = store();
         for bad in [&b"eight\n"[..], b"0\n", b"", b"-3", b"\xff"] {
-            s.put("rekey/g-by-connector.partitions", Bytes::copy_from_slice(bad))
-                .unwrap();
+            s.put(
+                "rekey/g-by-connector.partitions",
+                Bytes::copy_from_slice(bad),
+            )
+            .unwrap();
             let e = routing_count(&s, "g-by-connector", 4).unwrap_err();
             assert!(
                 matches!(&e, PinError::Unreadable { key, .. } if key == "rekey/g-by-connector.partitions"),
@@ -306,8 +316,11 @@ mod tests {
             );
         }
         // Surrounding whitespace is fine.
-        s.put("rekey/g-by-connector.partitions", Bytes::from_static(b" 3 \n"))
-            .unwrap();
+        s.put(
+            "rekey/g-by-connector.partitions",
+            Bytes::from_static(b" 3 \n"),
+        )
+        .unwrap();
         assert_eq!(routing_count(&s, "g-by-connector", 4).unwrap(), 3);
     }
 }
