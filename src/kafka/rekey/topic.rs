@@ -26,7 +26,7 @@ use crate::checkpoint::store::{StateStore, StoreError};
 use crate::config::Config;
 use crate::kafka::{client_config, KafkaSetupError};
 
-/// Makes sure the re-keyed topic exists (see [`make_sure`]), then returns
+/// Makes sure the re-keyed topic exists (created when absent), then returns
 /// the partition count connectors are routed by: the one pinned in
 /// `store`, pinned now when absent. Run by the consumer thread before it
 /// subscribes. A store that does not answer is waited for, like a broker;
