@@ -18,8 +18,10 @@
 //!   (what a hand-written single-threaded reader would do: `report`'s
 //!   baseline in issue 8), and a borrowed `IgnoredAny` parse;
 //! - `decode`: `event::decode_line` over every line (parse + validation),
-//!   and the same through the `serde_json` path alone (`serde_json_path`:
-//!   the decoder before its sonic-rs fast path);
+//!   the same through the `serde_json` path alone (`serde_json_path`: the
+//!   decoder before its sonic-rs fast path), and whole NDJSON payloads of
+//!   100 lines (`decode_payload`: the daemon's path, lines split out of
+//!   each message);
 //! - `classify_aggregate`: decoded events ingested into one `Engine` (one
 //!   single-writer task, or one of `report`'s workers), one event at a time
 //!   (`engine_ingest`) and in batches of `GROUP_BATCH` events visited scope
@@ -57,6 +59,9 @@ struct Fixture {
     n: u64,
     bytes: usize,
     lines: Vec<&'static [u8]>,
+    /// The lines in NDJSON payloads of [`PAYLOAD_LINES`], as the daemon's
+    /// messages carry them (`benches/daemon.rs`).
+    payloads: Vec<Vec<u8>>,
     events: Vec<Event<'static>>,
     file: tempfile::NamedTempFile,
     cfg: Config,
@@ -97,11 +102,16 @@ fn fixture(profile: corpus::Profile) -> Fixture {
         t.elapsed(),
         file.path().display()
     );
+    let payloads = lines
+        .chunks(PAYLOAD_LINES)
+        .map(|c| c.join(&b'\n'))
+        .collect();
     Fixture {
         profile,
         n: lines.len() as u64,
         bytes: data.len(),
         lines,
+        payloads,
         events,
         file,
         cfg: Config::from_toml("").expect("default config"),
@@ -161,6 +171,19 @@ fn decode(f: &Fixture) -> u64 {
     let mut ok = 0u64;
     for l in &f.lines {
         event::decode_line(l, &mut |r| ok += r.is_ok() as u64);
+    }
+    ok
+}
+
+/// Lines per payload in `decode_payload`: the daemon bench's messages.
+const PAYLOAD_LINES: usize = 100;
+
+/// The daemon's decode path: whole NDJSON messages of 100 events, split
+/// into lines, each line parsed (`decode_payload_raw`, as `kafka::batch`).
+fn decode_payloads(f: &Fixture) -> u64 {
+    let mut ok = 0u64;
+    for p in &f.payloads {
+        event::decode_payload_raw(p, |r, _, _| ok += r.is_ok() as u64);
     }
     ok
 }
@@ -228,12 +251,13 @@ fn end_to_end_2(f: &Fixture) -> u64 {
 
 type Workload = (&'static str, &'static str, fn(&Fixture) -> u64);
 
-const WORKLOADS: [Workload; 9] = [
+const WORKLOADS: [Workload; 10] = [
     ("parse_only", "serde_json_value", parse_value),
     ("parse_only", "borrowed_struct", parse_borrowed),
     ("parse_only", "ignored_any", parse_ignored),
     ("decode", "serde_json_path", decode_reference),
     ("decode", "decode_line", decode),
+    ("decode", "decode_payload", decode_payloads),
     ("classify_aggregate", "engine_ingest", aggregate_engine),
     (
         "classify_aggregate",
