@@ -226,7 +226,12 @@ mod tests {
         ];
         for c in cases {
             let want: Vec<&[u8]> = c.split(|&b| b == b'\n').collect();
-            assert_eq!(lines(c).collect::<Vec<_>>(), want, "{:?}", String::from_utf8_lossy(c));
+            assert_eq!(
+                lines(c).collect::<Vec<_>>(),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
         }
         // Hand-worked: three lines and the empty one after the last newline.
         let got: Vec<&[u8]> = lines(b"ab\n\ncd\n").collect();
