@@ -76,7 +76,7 @@ impl<'p> Worker<'p> {
             Err(r) => task.reject(r, 1),
         };
         if lines {
-            for line in bytes.split(|&b| b == b'\n') {
+            for line in event::lines(bytes) {
                 event::decode_line(line, &mut sink);
             }
         } else {
@@ -123,7 +123,7 @@ fn decode_chunk<'a>(bytes: &'a [u8], tasks: usize) -> Decoded<'a> {
         }
         Err(r) => d.rejected.add(r, 1),
     };
-    for line in bytes.split(|&b| b == b'\n') {
+    for line in event::lines(bytes) {
         event::decode_line(line, &mut sink);
     }
     d

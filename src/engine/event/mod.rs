@@ -23,7 +23,8 @@ mod visitor;
 mod tests;
 
 pub use payload::{
-    decode_line, decode_payload, decode_payload_raw, decode_payload_reference, is_complete_doc, BOM,
+    decode_line, decode_payload, decode_payload_raw, decode_payload_reference, is_complete_doc,
+    lines, BOM,
 };
 pub use reject::{Reject, RejectCounts};
 pub use validate::{valid_connector, Event, MAX_EPOCH_MILLIS};

@@ -83,8 +83,9 @@ where
 /// (the empty one after a final newline included), found with `memchr`.
 /// Why: the byte-by-byte split was most of what a 100-line NDJSON message
 /// cost beyond decoding its lines one by one (`benches/engine.rs`,
-/// `decode_payload` against `decode_line`).
-fn lines(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// `decode_payload` against `decode_line`). `report` splits its file
+/// chunks with it too.
+pub fn lines(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut ends = memchr::memchr_iter(b'\n', payload);
     let mut start = Some(0);
     std::iter::from_fn(move || {
