@@ -38,6 +38,12 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// object or the whole new one, never a part (dir: write a temp file,
     /// fsync, rename, fsync the directory; object stores: one PUT).
     fn put(&self, key: &str, value: Bytes) -> Result<(), StoreError>;
+    /// Writes `value` at `key` only when nothing is there, as atomically as
+    /// [`put`](Self::put); `Ok(false)` (and the object left as it was) when
+    /// something is. Of two members racing to write the same key, exactly
+    /// one gets `Ok(true)` (dir: a hard link of the temp file, which fails
+    /// when the name exists; object stores: a PUT with `If-None-Match: *`).
+    fn put_new(&self, key: &str, value: Bytes) -> Result<bool, StoreError>;
     /// Keys under `prefix` (recursive), sorted. `prefix` is whole segments:
     /// "tasks" lists "tasks/a/1.ckpt" but not "tasks2/x"; "" lists every key.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;

@@ -187,8 +187,7 @@ pub fn report_file_with(
     if first.starts_with(event::BOM) {
         first.drain(..event::BOM.len());
     }
-    let first_line = first
-        .split(|&b| b == b'\n')
+    let first_line = event::lines(&first)
         .find(|l| !l.iter().all(u8::is_ascii_whitespace))
         .unwrap_or(&[]);
     let streaming = n == CHUNK && event::is_complete_doc(first_line);

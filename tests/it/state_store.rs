@@ -123,6 +123,7 @@ fn conformance(open: &dyn Fn() -> Arc<dyn StateStore>) {
     }
 
     atomic_overwrite(&s);
+    create_only(&s);
     from_a_tokio_runtime(&s, open);
 
     // Clean up, so the last list is of an empty store again.
@@ -173,6 +174,33 @@ fn atomic_overwrite(s: &Arc<dyn StateStore>) {
     }
     // 30 puts, the last (i = 29, odd) wrote `a`.
     assert_eq!(s.get(KEY).unwrap(), Some(a));
+    s.delete(KEY).unwrap();
+}
+
+/// `put_new` writes only where nothing is: of writers racing on one key,
+/// exactly one succeeds, and the store keeps that one's bytes.
+fn create_only(s: &Arc<dyn StateStore>) {
+    const KEY: &str = "rekey/g-by-connector.partitions";
+    let what = s.describe();
+    assert!(s.put_new(KEY, b("6\n")).unwrap(), "{what}");
+    assert!(!s.put_new(KEY, b("9\n")).unwrap(), "{what}");
+    assert_eq!(s.get(KEY).unwrap(), Some(b("6\n")), "{what}");
+    s.delete(KEY).unwrap();
+
+    let won: Vec<_> = (0..4)
+        .map(|i| {
+            let s = Arc::clone(s);
+            std::thread::spawn(move || (i, s.put_new(KEY, b(&format!("{i}\n"))).unwrap()))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|&(_, created)| created)
+        .collect();
+    assert_eq!(won.len(), 1, "{what}: {won:?} all created the key");
+    let want = format!("{}\n", won[0].0);
+    assert_eq!(s.get(KEY).unwrap(), Some(b(&want)), "{what}");
+    assert_eq!(s.list("rekey").unwrap(), [KEY], "{what}: no temp file left");
     s.delete(KEY).unwrap();
 }
 

@@ -100,6 +100,36 @@ impl DirStore {
     }
 }
 
+impl DirStore {
+    /// Writes `value` whole to a temporary file beside `key`'s and syncs it:
+    /// (temp file, final path, directory). Temp names are never keys
+    /// ([`check_key`]), so a crash mid-write leaves only an ignored file.
+    fn write_temp(
+        &self,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(PathBuf, PathBuf, PathBuf), StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        self.make_dirs(&dir)?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        // A random suffix: members on different machines share the volume,
+        // so a pid alone could collide.
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(value)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io(&tmp, e));
+        }
+        Ok((tmp, path, dir))
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -116,28 +146,25 @@ impl StateStore for DirStore {
     }
 
     fn put(&self, key: &str, value: Bytes) -> Result<(), StoreError> {
-        check_key(key)?;
-        let path = self.root.join(key);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        self.make_dirs(&dir)?;
-        let name = key.rsplit('/').next().unwrap_or(key);
-        // A random suffix: members on different machines share the volume,
-        // so a pid alone could collide.
-        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&value)?;
-            f.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io(&tmp, e));
-        }
+        let (tmp, path, dir) = self.write_temp(key, &value)?;
         if let Err(e) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
             return Err(self.io(&path, e));
         }
         sync_dir(&dir).map_err(|e| self.io(&dir, e))
+    }
+
+    fn put_new(&self, key: &str, value: Bytes) -> Result<bool, StoreError> {
+        let (tmp, path, dir) = self.write_temp(key, &value)?;
+        // A hard link, unlike a rename, fails when the name exists: the
+        // file system settles a race between two members.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => sync_dir(&dir).map(|()| true).map_err(|e| self.io(&dir, e)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(self.io(&path, e)),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload};
+use object_store::{
+    ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions, PutPayload,
+};
 
 use super::{check_key, check_prefix, parse_url, StateStore, StoreError};
 
@@ -245,6 +247,23 @@ impl StateStore for ObjectStoreBackend {
                 .await
                 .map(|_| ())
                 .map_err(|error| StoreError::ObjectStore { url, error })
+        })
+    }
+
+    fn put_new(&self, key: &str, value: Bytes) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let store = Arc::clone(&self.store);
+        let url = self.url.clone();
+        self.run("put_new", key, async move {
+            let opts = PutOptions::from(PutMode::Create);
+            match store
+                .put_opts(&path, PutPayload::from_bytes(value), opts)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(error) => Err(StoreError::ObjectStore { url, error }),
+            }
         })
     }
 

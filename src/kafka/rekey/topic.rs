@@ -60,15 +60,9 @@ pub fn ensure_topic(
                 return Ok(Some(n));
             }
             Err(PinError::Store(e)) => {
-                if waited.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
-                    tracing::warn!(topic = %name, error = %e, "re-key stage waits for the state store");
-                    waited = Some(Instant::now());
-                }
-                for _ in 0..10 {
-                    if stop.load(Ordering::Acquire) {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                let why = format!("the state store does not answer ({e})");
+                if !pause(stop, &mut waited, &name, &why) {
+                    return Ok(None);
                 }
             }
             Err(e) => {
@@ -104,19 +98,38 @@ pub enum PinError {
     },
 }
 
+/// Waits about a second before the caller tries again, logging `why` once
+/// a minute (`last_log`), not at every retry; `false` when `stop` is set.
+fn pause(stop: &AtomicBool, last_log: &mut Option<Instant>, topic: &str, why: &str) -> bool {
+    if last_log.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+        tracing::warn!(topic = %topic, "re-key stage waits: {why}");
+        *last_log = Some(Instant::now());
+    }
+    for _ in 0..10 {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !stop.load(Ordering::Acquire)
+}
+
 /// The routing count of `topic`, which has `actual` partitions now: the
-/// pinned one, or `actual`, pinned now. Two members pinning at once both
-/// read back what the store kept.
+/// pinned one, or `actual`, pinned now. The pin is written create-only
+/// ([`StateStore::put_new`]): two members pinning at once, each having
+/// read a different partition count (partitions added between their
+/// reads), both route by the one count the store kept.
 fn routing_count(store: &dyn StateStore, topic: &str, actual: u32) -> Result<u32, PinError> {
     let key = pin_key(topic);
-    let stored = match store.get(&key)? {
-        Some(b) => b,
-        None => {
-            store.put(&key, Bytes::from(format!("{actual}\n")))?;
-            store
-                .get(&key)?
-                .unwrap_or_else(|| Bytes::from(format!("{actual}\n")))
+    let stored = loop {
+        if let Some(b) = store.get(&key)? {
+            break b;
         }
+        let mine = Bytes::from(format!("{actual}\n"));
+        if store.put_new(&key, mine.clone())? {
+            break mine;
+        }
+        // Another member pinned first: the next turn reads its count.
     };
     let pinned = std::str::from_utf8(&stored)
         .ok()
@@ -165,17 +178,8 @@ fn make_sure(cfg: &Config, stop: &AtomicBool) -> Result<Option<u32>, KafkaSetupE
     };
     let mut waited = None::<Instant>;
     let mut wait = |why: String| {
-        // Logged once a minute, not at every retry.
-        if waited.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
-            tracing::warn!(topic = %name, "re-key stage waits: {why}");
-            waited = Some(Instant::now());
-        }
-        for _ in 0..10 {
-            if stop.load(Ordering::Acquire) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // A stop is seen at the top of the loop.
+        pause(stop, &mut waited, &name, &why);
     };
     let input = loop {
         if stop.load(Ordering::Acquire) {
@@ -322,5 +326,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(routing_count(&s, "g-by-connector", 4).unwrap(), 3);
+    }
+    /// A store whose first read of the pin answers "absent" and then lets
+    /// another member pin `3` before this one writes: the race between two
+    /// members that read different partition counts.
+    #[derive(Debug)]
+    struct PinnedMeanwhile {
+        inner: DirStore,
+        raced: std::sync::atomic::AtomicBool,
+    }
+
+    impl StateStore for PinnedMeanwhile {
+        fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+            let got = self.inner.get(key)?;
+            if got.is_none() && !self.raced.swap(true, Ordering::SeqCst) {
+                self.inner.put(key, Bytes::from_static(b"3\n"))?;
+            }
+            Ok(got)
+        }
+        fn put(&self, key: &str, value: Bytes) -> Result<(), StoreError> {
+            self.inner.put(key, value)
+        }
+        fn put_new(&self, key: &str, value: Bytes) -> Result<bool, StoreError> {
+            self.inner.put_new(key, value)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    #[test]
+    fn a_member_that_pins_second_routes_by_the_first_members_count() {
+        // Regression: the pin was a plain put, then a read back, so the
+        // member that wrote last overwrote the other's count, and a member
+        // that read back before that write routed by a count the store no
+        // longer held.
+        let (_d, inner) = store();
+        let s = PinnedMeanwhile {
+            inner,
+            raced: Default::default(),
+        };
+        // This member saw 5 partitions; the other pinned 3 meanwhile.
+        assert_eq!(routing_count(&s, "g-by-connector", 5).unwrap(), 3);
+        assert_eq!(
+            s.get("rekey/g-by-connector.partitions").unwrap().as_deref(),
+            Some(&b"3\n"[..])
+        );
     }
 }
