@@ -1,6 +1,7 @@
-//! The fast path of [`super::parse::parse_value`]: the same document visitor
-//! ([`super::visitor::DocSeed`]) driven by `sonic-rs`, a SIMD JSON parser, instead
-//! of `serde_json`.
+//! The fast path of [`super::parse::parse_value`]: first the scan of a flat
+//! event ([`super::scan`]), else the same document visitor
+//! ([`super::visitor::DocSeed`]) driven by `sonic-rs`, a SIMD JSON parser,
+//! instead of `serde_json`.
 //!
 //! Why it gives the same verdicts: the duplicate-key, type and order rules
 //! all live in the shared visitor and in `validate`, which see the same
@@ -22,6 +23,7 @@
 
 use serde::de::DeserializeSeed;
 
+use super::scan;
 use super::visitor::{Doc, DocSeed};
 
 /// Parses one JSON value with sonic-rs; `None` on any refusal, or when
@@ -32,6 +34,10 @@ use super::visitor::{Doc, DocSeed};
 /// only the strings it hands over, so invalid bytes inside a skipped
 /// unknown field would pass (SPEC §2 makes that object `malformed_json`).
 pub(super) fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
+    // The shape of nearly every event: read without a parser at all.
+    if let Some(doc) = scan::scan_doc(bytes) {
+        return Some(doc);
+    }
     // Nor does it check the escapes or control characters of a string it
     // skips: `{"x":"a\u\0062"}` passed as an empty object, where serde_json
     // (and SPEC §2) says `malformed_json`. A document with a backslash or a

@@ -8,7 +8,7 @@
 //! `malformed_json`. Nothing here reads a clock or panics on any input.
 //!
 //! `payload` (the entry points: payload → documents → events) → `fast`
-//! (sonic-rs) or `parse` (`serde_json`, the exact verdict) → `visitor` (the
+//! (`scan` of a flat event, else sonic-rs) or `parse` (`serde_json`, the exact verdict) → `visitor` (the
 //! shared document visitor) → `validate` ([`Event`]); `reject` holds the
 //! reasons and their counts.
 
@@ -16,6 +16,7 @@ mod fast;
 mod parse;
 mod payload;
 mod reject;
+mod scan;
 mod validate;
 mod visitor;
 

@@ -79,7 +79,7 @@ pub(super) struct RawEvent<'a> {
 
 impl<'a> RawEvent<'a> {
     /// The slot of a known key, by its index in SPEC §2's table.
-    fn slot(&mut self, key: &str) -> Option<(usize, &mut Option<Field<'a>>)> {
+    pub(super) fn slot(&mut self, key: &str) -> Option<(usize, &mut Option<Field<'a>>)> {
         Some(match key {
             "ts" => (0, &mut self.ts),
             "connector" => (1, &mut self.connector),
@@ -124,7 +124,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 /// then a short list, then a hash set, so an object of a million keys stays
 /// linear.
 #[derive(Default)]
-struct OtherKeys<'a> {
+pub(super) struct OtherKeys<'a> {
     first: Option<Cow<'a, str>>,
     few: Vec<Cow<'a, str>>,
     many: HashSet<Cow<'a, str>>,
@@ -132,7 +132,7 @@ struct OtherKeys<'a> {
 
 impl<'a> OtherKeys<'a> {
     /// Adds a key; `false` when it was already there.
-    fn insert(&mut self, k: Cow<'a, str>) -> bool {
+    pub(super) fn insert(&mut self, k: Cow<'a, str>) -> bool {
         if !self.many.is_empty() {
             return self.many.insert(k);
         }
