@@ -98,9 +98,7 @@ impl DirStore {
         }
         Ok(())
     }
-}
 
-impl DirStore {
     /// Writes `value` whole to a temporary file beside `key`'s and syncs it:
     /// (temp file, final path, directory). Temp names are never keys
     /// ([`check_key`]), so a crash mid-write leaves only an ignored file.

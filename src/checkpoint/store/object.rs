@@ -205,6 +205,32 @@ impl ObjectStoreBackend {
             }),
         }
     }
+
+    /// One PUT (not a multipart upload), so the object appears whole or not
+    /// at all: `Overwrite` replaces an old one whole, `Create` (If-None-Match:
+    /// *) leaves it and answers `false`.
+    fn put_with(
+        &self,
+        op: &'static str,
+        key: &str,
+        value: Bytes,
+        mode: PutMode,
+    ) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let store = Arc::clone(&self.store);
+        let url = self.url.clone();
+        self.run(op, key, async move {
+            let opts = PutOptions::from(mode);
+            match store
+                .put_opts(&path, PutPayload::from_bytes(value), opts)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(error) => Err(StoreError::ObjectStore { url, error }),
+            }
+        })
+    }
 }
 
 impl Drop for ObjectStoreBackend {
@@ -236,35 +262,12 @@ impl StateStore for ObjectStoreBackend {
     }
 
     fn put(&self, key: &str, value: Bytes) -> Result<(), StoreError> {
-        let path = self.path(key)?;
-        let store = Arc::clone(&self.store);
-        let url = self.url.clone();
-        // One PUT (not a multipart upload): the object appears whole or not
-        // at all, and replaces the old one whole.
-        self.run("put", key, async move {
-            store
-                .put(&path, PutPayload::from_bytes(value))
-                .await
-                .map(|_| ())
-                .map_err(|error| StoreError::ObjectStore { url, error })
-        })
+        self.put_with("put", key, value, PutMode::Overwrite)
+            .map(|_| ())
     }
 
     fn put_new(&self, key: &str, value: Bytes) -> Result<bool, StoreError> {
-        let path = self.path(key)?;
-        let store = Arc::clone(&self.store);
-        let url = self.url.clone();
-        self.run("put_new", key, async move {
-            let opts = PutOptions::from(PutMode::Create);
-            match store
-                .put_opts(&path, PutPayload::from_bytes(value), opts)
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-                Err(error) => Err(StoreError::ObjectStore { url, error }),
-            }
-        })
+        self.put_with("put_new", key, value, PutMode::Create)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -34,8 +34,9 @@ use super::visitor::{Doc, DocSeed};
 /// only the strings it hands over, so invalid bytes inside a skipped
 /// unknown field would pass (SPEC §2 makes that object `malformed_json`).
 pub(super) fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
+    let text = std::str::from_utf8(bytes).ok()?;
     // The shape of nearly every event: read without a parser at all.
-    if let Some(doc) = scan::scan_doc(bytes) {
+    if let Some(doc) = scan::scan_doc(text) {
         return Some(doc);
     }
     // Nor does it check the escapes or control characters of a string it
@@ -45,7 +46,6 @@ pub(super) fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
     if has_escape_or_control(bytes) {
         return None;
     }
-    let text = std::str::from_utf8(bytes).ok()?;
     let mut de = sonic_rs::Deserializer::from_str(text);
     let doc = DocSeed { lenient: false }.deserialize(&mut de).ok()?;
     de.end().ok()?;
@@ -72,7 +72,16 @@ fn has_escape_or_control(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::has_escape_or_control;
+    use super::{has_escape_or_control, parse_doc};
+
+    /// The scan reads text; invalid UTF-8 is declined before it, and left
+    /// to the `serde_json` path, which rejects only the event holding it.
+    #[test]
+    fn invalid_utf8_is_declined() {
+        assert!(parse_doc(b"{\"ts\":\"\xff\"}").is_none());
+        assert!(parse_doc(b"{\"ts\":1,\"x\":\"\xff\"}").is_none());
+        assert!(parse_doc(b"{\"ts\":1}").is_some());
+    }
 
     #[test]
     fn escape_or_control_found_at_any_position() {

@@ -16,23 +16,22 @@
 //! syntax it does not expect), which then takes the sonic-rs and
 //! `serde_json` paths as before. It declines a string holding a backslash
 //! or a control byte too, so a string is the bytes between two quotes, and
-//! any whitespace but the space, so no control byte is read anywhere. Keys and duplicates go through the same [`RawEvent::slot`]
-//! and [`OtherKeys`] as the visitor; a float is read by the standard
-//! library's correctly rounded parser, as sonic-rs rounds. The property
-//! test `props::fast_path` compares the result with the `serde_json`
+//! any whitespace but the space, so no control byte is read anywhere.
+//! Keys and duplicates go through the visitor's own [`ObjectFields`]; a
+//! float is read by the standard library's correctly rounded parser, as
+//! sonic-rs rounds. The property test `props::fast_path` compares the result with the `serde_json`
 //! reference on generated documents.
 
 use std::borrow::Cow;
 
-use super::visitor::{Doc, Field, Item, OtherKeys, RawEvent};
+use super::visitor::{Doc, Field, Item, ObjectFields};
 
-/// Reads `bytes` when they are one flat object or an array of them (see
-/// the module docs); `None` otherwise.
-pub(super) fn scan_doc(bytes: &[u8]) -> Option<Doc<'_>> {
-    let text = std::str::from_utf8(bytes).ok()?;
+/// Reads `text` when it is one flat object or an array of them (see the
+/// module docs); `None` otherwise.
+pub(super) fn scan_doc(text: &str) -> Option<Doc<'_>> {
     let mut c = Cursor {
         text,
-        b: bytes,
+        b: text.as_bytes(),
         i: 0,
     };
     let doc = match c.skip_space()? {
@@ -175,14 +174,11 @@ impl<'a> Cursor<'a> {
     /// [`Item::Malformed`] (SPEC §2), read to its end like any other.
     fn object(&mut self) -> Option<Item<'a>> {
         self.i += 1;
-        let mut raw = RawEvent::default();
-        let mut known = 0u8;
-        let mut others = OtherKeys::default();
-        let mut duplicate = false;
+        let mut fields = ObjectFields::default();
         let mut c = self.skip_space()?;
         if c == b'}' {
             self.i += 1;
-            return Some(Item::Object(raw));
+            return Some(fields.finish());
         }
         loop {
             if c != b'"' {
@@ -195,15 +191,8 @@ impl<'a> Cursor<'a> {
             self.i += 1;
             self.skip_space()?;
             let value = self.value()?;
-            if !duplicate {
-                match raw.slot(key) {
-                    Some((i, slot)) if known & (1 << i) == 0 => {
-                        known |= 1 << i;
-                        *slot = value;
-                    }
-                    Some(_) => duplicate = true,
-                    None => duplicate = !others.insert(Cow::Borrowed(key)),
-                }
+            if let Some(slot) = fields.slot(Cow::Borrowed(key)) {
+                *slot = value;
             }
             match self.skip_space()? {
                 b',' => {
@@ -217,11 +206,7 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
-        Some(if duplicate {
-            Item::Malformed
-        } else {
-            Item::Object(raw)
-        })
+        Some(fields.finish())
     }
 }
 
@@ -285,7 +270,7 @@ mod tests {
     #[test]
     fn a_usual_event_is_read_by_the_scan() {
         let line = r#"{"ts":"2026-11-20T10:00:00.123Z","connector":"shared_contoso","cloud":"public","status":200,"fault":null,"latency_ms":182.5,"user":"u-81f2","connection":"c-77a0","operation":"ListItems"}"#;
-        let Some(Doc::One(Item::Object(r))) = scan_doc(line.as_bytes()) else {
+        let Some(Doc::One(Item::Object(r))) = scan_doc(line) else {
             panic!("declined");
         };
         assert_eq!(r.ts, Some(Field::Str("2026-11-20T10:00:00.123Z".into())));
@@ -299,11 +284,11 @@ mod tests {
         // Epoch milliseconds, spaces, an array of two, `true` in an unknown field.
         let arr =
             r#" [ {"ts" : 1795176000000 , "connector":"a","x":true} ,{"ts":1,"connector":"b"} ] "#;
-        let got = fields(scan_doc(arr.as_bytes())).expect("read");
+        let got = fields(scan_doc(arr)).expect("read");
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("U64(1795176000000)"), "{}", got[0]);
-        assert!(fields(scan_doc(b"{}")).is_some());
-        assert_eq!(fields(scan_doc(b"[]")), Some(vec![]));
+        assert!(fields(scan_doc("{}")).is_some());
+        assert_eq!(fields(scan_doc("[]")), Some(vec![]));
     }
 
     #[test]
@@ -313,12 +298,12 @@ mod tests {
             r#"{"ts":1,"op":1,"connector":"a","op":2}"#,
         ] {
             assert_eq!(
-                fields(scan_doc(doc.as_bytes())),
+                fields(scan_doc(doc)),
                 Some(vec!["malformed".into()]),
                 "{doc}"
             );
         }
-        let got = fields(scan_doc(br#"[{"ts":1,"ts":1},{"ts":1}]"#)).unwrap();
+        let got = fields(scan_doc(r#"[{"ts":1,"ts":1},{"ts":1}]"#)).unwrap();
         assert_eq!(got[0], "malformed");
         assert_ne!(got[1], "malformed");
     }
@@ -359,14 +344,16 @@ mod tests {
             "",
             "   ",
         ] {
-            assert!(scan_doc(doc.as_bytes()).is_none(), "{doc}");
+            assert!(scan_doc(doc).is_none(), "{doc}");
         }
     }
 
     #[test]
-    fn invalid_utf8_is_declined() {
-        assert!(scan_doc(b"{\"ts\":\"\xff\"}").is_none());
-        assert!(scan_doc("{\"ts\":\"é\"}".as_bytes()).is_some());
+    fn multi_byte_characters_are_read() {
+        let Some(Doc::One(Item::Object(r))) = scan_doc("{\"ts\":\"é\"}") else {
+            panic!("declined");
+        };
+        assert_eq!(r.ts, Some(Field::Str(Cow::Borrowed("é"))));
     }
 
     /// The SWAR search against a byte-by-byte one, at every position and

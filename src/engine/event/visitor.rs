@@ -79,7 +79,7 @@ pub(super) struct RawEvent<'a> {
 
 impl<'a> RawEvent<'a> {
     /// The slot of a known key, by its index in SPEC §2's table.
-    pub(super) fn slot(&mut self, key: &str) -> Option<(usize, &mut Option<Field<'a>>)> {
+    fn slot(&mut self, key: &str) -> Option<(usize, &mut Option<Field<'a>>)> {
         Some(match key {
             "ts" => (0, &mut self.ts),
             "connector" => (1, &mut self.connector),
@@ -124,7 +124,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 /// then a short list, then a hash set, so an object of a million keys stays
 /// linear.
 #[derive(Default)]
-pub(super) struct OtherKeys<'a> {
+struct OtherKeys<'a> {
     first: Option<Cow<'a, str>>,
     few: Vec<Cow<'a, str>>,
     many: HashSet<Cow<'a, str>>,
@@ -132,7 +132,7 @@ pub(super) struct OtherKeys<'a> {
 
 impl<'a> OtherKeys<'a> {
     /// Adds a key; `false` when it was already there.
-    pub(super) fn insert(&mut self, k: Cow<'a, str>) -> bool {
+    fn insert(&mut self, k: Cow<'a, str>) -> bool {
         if !self.many.is_empty() {
             return self.many.insert(k);
         }
@@ -149,6 +149,52 @@ impl<'a> OtherKeys<'a> {
             self.many.extend(self.few.drain(..));
         }
         true
+    }
+}
+
+/// One object's fields as either parser reads them (the visitor here and
+/// [`super::scan`]): SPEC §2's duplicate-key rule, in this one place.
+#[derive(Default)]
+pub(super) struct ObjectFields<'a> {
+    raw: RawEvent<'a>,
+    /// The known keys seen, a bit per index of [`RawEvent::slot`].
+    known: u8,
+    others: OtherKeys<'a>,
+    duplicate: bool,
+}
+
+impl<'a> ObjectFields<'a> {
+    /// Where the value of `key` goes: the slot of a known key met for the
+    /// first time, or `None` when the value is only to be read past (an
+    /// unknown key, a duplicate, or any key once the object is rejected).
+    pub(super) fn slot(&mut self, key: Cow<'a, str>) -> Option<&mut Option<Field<'a>>> {
+        if self.duplicate {
+            return None;
+        }
+        match self.raw.slot(&key) {
+            Some((i, slot)) if self.known & (1 << i) == 0 => {
+                self.known |= 1 << i;
+                Some(slot)
+            }
+            Some(_) => {
+                self.duplicate = true;
+                None
+            }
+            None => {
+                self.duplicate = !self.others.insert(key);
+                None
+            }
+        }
+    }
+
+    /// The object, or [`Item::Malformed`] when a key came twice: SPEC §2
+    /// rejects that object, and only that object, as `malformed_json`.
+    pub(super) fn finish(self) -> Item<'a> {
+        if self.duplicate {
+            Item::Malformed
+        } else {
+            Item::Object(self.raw)
+        }
     }
 }
 
@@ -193,43 +239,19 @@ impl<'de> Visitor<'de> for ItemVisitor {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-        let mut raw = RawEvent::default();
-        let mut known = 0u8;
-        let mut others = OtherKeys::default();
-        let mut duplicate = false;
+        let mut fields = ObjectFields::default();
         while let Some(Key(k)) = a.next_key::<Key<'de>>()? {
-            if duplicate {
-                // The object is rejected already: only read past it.
-                a.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            match raw.slot(&k) {
-                Some((i, slot)) => {
-                    if known & (1 << i) != 0 {
-                        duplicate = true;
-                        a.next_value::<IgnoredAny>()?;
-                        continue;
-                    }
-                    known |= 1 << i;
-                    *slot = if self.lenient {
-                        lenient_field(a.next_value::<&'de serde_json::value::RawValue>()?)
-                    } else {
-                        a.next_value::<Option<Field<'de>>>()?
-                    };
+            match fields.slot(k) {
+                Some(slot) if self.lenient => {
+                    *slot = lenient_field(a.next_value::<&'de serde_json::value::RawValue>()?);
                 }
+                Some(slot) => *slot = a.next_value::<Option<Field<'de>>>()?,
                 None => {
-                    duplicate = !others.insert(k);
                     a.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        // SPEC §2: an object with a duplicate key is `malformed_json`, and
-        // only that object.
-        Ok(if duplicate {
-            Item::Malformed
-        } else {
-            Item::Object(raw)
-        })
+        Ok(fields.finish())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         while a.next_element::<IgnoredAny>()?.is_some() {}
