@@ -8,6 +8,10 @@
 //! `BENCH_ONLY=engine_ingest,decode_line` (workload names): the summary
 //! runs the baselines and those workloads only, e.g. under `perf record`.
 //!
+//! `BENCH_CORPUS_OUT=path`: write the corpus (of `BENCH_EVENTS` events,
+//! the first profile) to `path` and exit, to time or profile the `report`
+//! command itself on it.
+//!
 //! `BENCH_PROFILE`: `demo` (8 connectors), `realistic` (1,000 connectors ×
 //! 6 clouds, 200k users, 50k connections: issue 8's profile) or `both`
 //! (the default: the summary covers both, criterion the first).
@@ -49,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event::{self, Event};
-use connector_ga_exporter::engine::state::{Admission, Engine, Params, SeriesBudget};
+use connector_ga_exporter::engine::state::{Admission, Digest, Engine, Params, SeriesBudget};
 use connector_ga_exporter::engine::timeutil::{self, Micros};
 use connector_ga_exporter::report;
 use criterion::{Criterion, SamplingMode, Throughput};
@@ -228,7 +232,9 @@ fn aggregate_engine_batch(f: &Fixture) -> u64 {
     let mut e = Engine::default();
     let mut rejected = 0;
     for chunk in f.events.chunks(GROUP_BATCH) {
-        let refs: Vec<&_> = chunk.iter().collect();
+        // Digesting is timed too: the hashing it does was `Batch::of`'s.
+        let digests: Vec<Digest> = chunk.iter().map(Digest::of).collect();
+        let refs: Vec<&_> = digests.iter().collect();
         e.ingest_batch(&refs, &adm, &p, &budget, |_, _| rejected += 1);
     }
     black_box(&e);
@@ -377,6 +383,11 @@ fn profiles() -> Vec<corpus::Profile> {
 
 fn main() {
     let profiles = profiles();
+    if let Some(out) = std::env::var_os("BENCH_CORPUS_OUT") {
+        let f = fixture(profiles[0]);
+        std::fs::copy(f.file.path(), &out).expect("BENCH_CORPUS_OUT: copy the corpus");
+        return;
+    }
     // BENCH_SUMMARY_ONLY=1: skip criterion, print the plain summary only.
     if std::env::var_os("BENCH_SUMMARY_ONLY").is_some() {
         for p in profiles {

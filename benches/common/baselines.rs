@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use connector_ga_exporter::config::Config;
 use connector_ga_exporter::engine::event;
-use connector_ga_exporter::engine::state::Admission;
+use connector_ga_exporter::engine::state::{Admission, Digest};
 use connector_ga_exporter::task::{Stage, Task, TaskId, TaskSet};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -106,8 +106,7 @@ pub fn engine_only(
     let (mut events, mut bad) = (0u64, 0u64);
     // Each message's events go to their tasks as one batch per task, as
     // the daemon's ingest phase does (`Task::ingest_batch`).
-    let mut by_task: Vec<Vec<connector_ga_exporter::engine::event::Event<'_>>> =
-        (0..partitions).map(|_| Vec::new()).collect();
+    let mut by_task: Vec<Vec<Digest>> = (0..partitions).map(|_| Vec::new()).collect();
     for (p, payload) in msgs {
         events += event::decode_payload_raw(payload, |r, _, _| match r {
             Ok(ev) => {
@@ -117,7 +116,8 @@ pub fn engine_only(
                 } else {
                     *p as usize
                 };
-                by_task[p].push(ev);
+                // Digested where decoded, as the daemon's decode phase does.
+                by_task[p].push(Digest::of(&ev));
             }
             Err(_) => bad += 1,
         });

@@ -10,8 +10,8 @@ use rdkafka::message::{Message, OwnedMessage};
 
 use super::consumer::{Inner, Owned};
 use super::rekey::{self, Packer, Source};
-use crate::engine::event::{self, Event, Reject};
-use crate::engine::state::Admission;
+use crate::engine::event::{self, Reject};
+use crate::engine::state::{Admission, Digest};
 use crate::task::{Stage, Task};
 use crate::telemetry::wall_clock;
 
@@ -20,10 +20,11 @@ use crate::telemetry::wall_clock;
 /// not messages: one message may carry one event or a hundred.
 const PARALLEL_MIN_BYTES: usize = 32 * 1024;
 
-/// One chunk of a batch, decoded: valid events with their task, the
-/// messages read (task, offset, events), and rejections by task.
+/// One chunk of a batch, decoded: valid events with their task (each
+/// digested for ingest while its bytes are in cache), the messages read
+/// (task, offset, events), and rejections by task.
 struct Decoded<'a> {
-    events: Vec<Event<'a>>,
+    events: Vec<Digest>,
     /// Index of each event's task in the batch's task list.
     task_of: Vec<u32>,
     /// (message index in the batch, source bytes, index inside an array)
@@ -115,7 +116,7 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                     (Stage::Read, Origin::Index(i)) => {
                         // Rejections up to `from_future` are decided here;
                         // the rest leaves for its connector's partition.
-                        match adm.admit(ev.ts) {
+                        match adm.admit(ev.rec.ts) {
                             Ok(()) => {
                                 let packer = packers[d.task_of[k] as usize / owners]
                                     .get_or_insert_with(|| Packer::new(m.topic(), m.partition()));
@@ -249,7 +250,7 @@ fn lent_task<'x>(
 /// source bytes, its index inside an array.
 #[derive(Default)]
 struct Pending<'b, 'a> {
-    events: Vec<&'b Event<'a>>,
+    events: Vec<&'b Digest>,
     from: Vec<(At<'b>, &'a [u8], Option<usize>)>,
 }
 
@@ -275,7 +276,7 @@ enum Origin<'a> {
 fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>]) -> Decoded<'a> {
     let Chunk { first, msgs, bytes } = chunk;
     // Sized for the events, not the messages: a message often carries many
-    // (NDJSON), and growing these by doubling copied every `Event` several
+    // (NDJSON), and growing these by doubling copied every event several
     // times (memcpy and fresh pages were 18% of decoding in
     // `benches/daemon.rs`). Events are rarely under ~100 bytes.
     let events = msgs.len().max(bytes / 100);
@@ -323,7 +324,7 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
             seq += 1;
             match r {
                 Ok(ev) => {
-                    d.events.push(ev);
+                    d.events.push(Digest::of(&ev));
                     d.task_of.push(ti);
                     d.sources.push((first + k, raw, idx));
                     d.origin.push(origin);

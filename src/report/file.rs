@@ -25,7 +25,7 @@ use super::{Report, ReportError};
 use crate::config::Config;
 use crate::engine::event::{self, Event, Reject, RejectCounts};
 use crate::engine::measure::{self, ScopeReport};
-use crate::engine::state::{self, Admission, ConnectorState, Engine, Params, SeriesBudget};
+use crate::engine::state::{self, Admission, ConnectorState, Digest, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::Micros;
 use crate::task::{Stage, Task, TaskId};
 
@@ -66,12 +66,12 @@ impl<'p> Worker<'p> {
 
     /// Decodes and ingests one chunk (one thread).
     fn payload<'b>(&mut self, bytes: &'b [u8], lines: bool) {
-        let mut events: Vec<Event<'b>> = Vec::with_capacity(bytes.len() / 128);
+        let mut events: Vec<Digest> = Vec::with_capacity(bytes.len() / 128);
         let (task, max_ts) = (&mut self.task, &mut self.max_ts);
         let mut sink = |r: Result<Event<'b>, Reject>| match r {
             Ok(ev) => {
                 *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
-                events.push(ev);
+                events.push(Digest::of(&ev));
             }
             Err(r) => task.reject(r, 1),
         };
@@ -87,9 +87,9 @@ impl<'p> Worker<'p> {
 
     /// Ingests decoded events, in file order, through the daemon's batch
     /// entry point (scope by scope: see [`Engine::ingest_batch`]).
-    fn ingest<'e, 'a: 'e>(&mut self, events: impl Iterator<Item = &'e Event<'a>>) {
+    fn ingest<'e>(&mut self, events: impl Iterator<Item = &'e Digest>) {
         // The latest event time is taken where the events are decoded.
-        let events: Vec<&Event<'_>> = events.collect();
+        let events: Vec<&Digest> = events.collect();
         // A rejection is counted in the task.
         self.task
             .ingest_batch(&events, &self.adm, self.params, self.budget, |_, _| {});
@@ -102,24 +102,26 @@ impl<'p> Worker<'p> {
     }
 }
 
-/// One chunk decoded (several threads): its valid events by the task that
-/// owns their connector, its decoding rejections, its latest event time.
-struct Decoded<'a> {
-    by_task: Vec<Vec<Event<'a>>>,
+/// One chunk decoded (several threads): its valid events, digested while
+/// their lines are in cache, by the task that owns their connector; its
+/// decoding rejections; its latest event time.
+struct Decoded {
+    by_task: Vec<Vec<Digest>>,
     rejected: RejectCounts,
     max_ts: Option<Micros>,
 }
 
-fn decode_chunk<'a>(bytes: &'a [u8], tasks: usize) -> Decoded<'a> {
+fn decode_chunk(bytes: &[u8], tasks: usize) -> Decoded {
     let mut d = Decoded {
         by_task: (0..tasks).map(|_| Vec::new()).collect(),
         rejected: RejectCounts::default(),
         max_ts: None,
     };
-    let mut sink = |r: Result<Event<'a>, Reject>| match r {
+    let mut sink = |r: Result<Event<'_>, Reject>| match r {
         Ok(ev) => {
             d.max_ts = Some(d.max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
-            d.by_task[state::shard_of(&ev.connector, tasks)].push(ev);
+            let dg = Digest::of(&ev);
+            d.by_task[dg.shard_of(tasks)].push(dg);
         }
         Err(r) => d.rejected.add(r, 1),
     };
@@ -294,13 +296,13 @@ fn routed_batch(
     workers: &mut [Worker<'_>],
 ) -> (RejectCounts, Option<Micros>) {
     let tasks = workers.len();
-    let mut decoded: Vec<Option<Decoded<'_>>> = (0..batch.len()).map(|_| None).collect();
+    let mut decoded: Vec<Option<Decoded>> = (0..batch.len()).map(|_| None).collect();
     pool.scope(|s| {
         for (slot, chunk) in decoded.iter_mut().zip(batch) {
             s.spawn(move |_| *slot = Some(decode_chunk(chunk, tasks)));
         }
     });
-    let decoded: Vec<Decoded<'_>> = decoded
+    let decoded: Vec<Decoded> = decoded
         .into_iter()
         .map(|d| d.expect("every chunk decoded"))
         .collect();

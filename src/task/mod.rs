@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use crate::checkpoint::{SourceMark, TaskCheckpoint};
 use crate::engine::event::{Event, Reject, RejectCounts};
-use crate::engine::state::{self, Admission, Engine, Params, SeriesBudget};
+use crate::engine::state::{self, Admission, Digest, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::Micros;
 
 /// Longest a reader's view of a task lags its writer (besides the time to
@@ -181,7 +181,7 @@ impl Task {
     /// told to `rejected(i, reason)` for `events[i]`.
     pub fn ingest_batch(
         &mut self,
-        events: &[&Event<'_>],
+        events: &[&Digest],
         adm: &Admission,
         p: &Params,
         budget: &SeriesBudget,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::admission::Admission;
-use super::batch::{Batch, Recorded};
+use super::batch::{Batch, Digest, Recorded};
 use super::scope::ScopeState;
 use super::{ConnectorHash, Params, EMPTY};
 use crate::engine::classify::Cloud;
@@ -134,7 +134,7 @@ impl Engine {
             aged_out,
         } = self;
         let (day, after_now) = admit(*max_day, ev.ts, adm, p)?;
-        let scope = scope_of(connectors, ev, p, budget)?;
+        let scope = scope_of(connectors, &ev.connector, ev.cloud, p, budget)?;
         record(
             scope,
             (max_day, aged_out),
@@ -146,10 +146,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Admits and records a batch of valid events, visiting them scope by
-    /// scope: every event of the scope seen first, in batch order, then
-    /// every event of the next, and so on. `rejected(i, reason)` hears of
-    /// each event `events[i]` not admitted.
+    /// Admits and records a batch of valid events, digested where they
+    /// were decoded ([`Digest`]), visiting them scope by scope: every event
+    /// of the scope seen first, in batch order, then every event of the
+    /// next, and so on. `rejected(i, reason)` hears of each event
+    /// `events[i]` not admitted.
     ///
     /// Why: see the `batch` module. The final state is the one of batch
     /// order: each scope sees its own events in order, scopes are created
@@ -159,7 +160,7 @@ impl Engine {
     /// of `report`).
     pub fn ingest_batch(
         &mut self,
-        events: &[&Event<'_>],
+        events: &[&Digest],
         adm: &Admission,
         p: &Params,
         budget: &SeriesBudget,
@@ -176,21 +177,22 @@ impl Engine {
             // from then on (or every event is rejected).
             let mut rest = group.iter();
             let first = rest.by_ref().find_map(|(i, r)| {
-                let ev = events[*i as usize];
-                let a = admit(*max_day, r.ts, adm, p)
-                    .and_then(|a| ensure_scope(connectors, ev, p, budget).map(|()| a));
+                let d = events[*i as usize];
+                let a = admit(*max_day, r.ts, adm, p).and_then(|a| {
+                    ensure_scope(connectors, &d.connector, d.cloud, p, budget).map(|()| a)
+                });
                 match a {
-                    Ok((day, after_now)) => Some((ev, r, day, after_now)),
+                    Ok((day, after_now)) => Some((d, r, day, after_now)),
                     Err(reason) => {
                         rejected(*i as usize, reason);
                         None
                     }
                 }
             });
-            let Some((ev, r, day, after_now)) = first else {
+            let Some((d, r, day, after_now)) = first else {
                 continue;
             };
-            let scope = scope_mut(connectors, ev);
+            let scope = scope_mut(connectors, &d.connector, d.cloud);
             record(scope, (max_day, aged_out), r, day, after_now, p);
             for (i, r) in rest {
                 match admit(*max_day, r.ts, adm, p) {
@@ -291,34 +293,36 @@ fn record(
 /// copy of it when a reader's view still shares it (`Arc::make_mut`).
 fn scope_of<'c>(
     connectors: &'c mut HashMap<String, ConnectorState, ConnectorHash>,
-    ev: &Event<'_>,
+    connector: &str,
+    cloud: Cloud,
     p: &Params,
     budget: &SeriesBudget,
 ) -> Result<&'c mut ScopeState, Reject> {
-    ensure_scope(connectors, ev, p, budget)?;
-    Ok(scope_mut(connectors, ev))
+    ensure_scope(connectors, connector, cloud, p, budget)?;
+    Ok(scope_mut(connectors, connector, cloud))
 }
 
 /// Creates the scope of an event when new, if the series budget allows.
 fn ensure_scope(
     connectors: &mut HashMap<String, ConnectorState, ConnectorHash>,
-    ev: &Event<'_>,
+    connector: &str,
+    cloud: Cloud,
     p: &Params,
     budget: &SeriesBudget,
 ) -> Result<(), Reject> {
-    let conn = match connectors.get_mut(ev.connector.as_ref()) {
+    let conn = match connectors.get_mut(connector) {
         Some(c) => c,
         None => {
             // A new connector: one claim, for the scope created with it.
             if !budget.claim() {
                 return Err(Reject::SeriesLimit);
             }
-            let c = connectors.entry(ev.connector.to_string()).or_default();
-            c.clouds[ev.cloud.index()] = Some(Arc::new(ScopeState::new(p)));
+            let c = connectors.entry(connector.to_string()).or_default();
+            c.clouds[cloud.index()] = Some(Arc::new(ScopeState::new(p)));
             return Ok(());
         }
     };
-    let slot = &mut conn.clouds[ev.cloud.index()];
+    let slot = &mut conn.clouds[cloud.index()];
     if slot.is_none() {
         if !budget.claim() {
             return Err(Reject::SeriesLimit);
@@ -332,11 +336,12 @@ fn ensure_scope(
 /// reader's view still shares it (`Arc::make_mut`).
 fn scope_mut<'c>(
     connectors: &'c mut HashMap<String, ConnectorState, ConnectorHash>,
-    ev: &Event<'_>,
+    connector: &str,
+    cloud: Cloud,
 ) -> &'c mut ScopeState {
     let slot = connectors
-        .get_mut(ev.connector.as_ref())
-        .and_then(|c| c.clouds[ev.cloud.index()].as_mut())
+        .get_mut(connector)
+        .and_then(|c| c.clouds[cloud.index()].as_mut())
         .expect("ensure_scope made it");
     Arc::make_mut(slot)
 }
@@ -449,7 +454,8 @@ mod tests {
             x.cloud = cloud;
             evs.push(x);
         }
-        let refs: Vec<&Event<'_>> = evs.iter().collect();
+        let digests: Vec<Digest> = evs.iter().map(Digest::of).collect();
+        let refs: Vec<&Digest> = digests.iter().collect();
         let mut rejected = Vec::new();
         e.ingest_batch(&refs, &Admission::default(), &p, &b, |i, r| {
             rejected.push((i, r))
@@ -503,7 +509,8 @@ mod tests {
         }
         let mut batch = Engine::default();
         let mut batch_rejected = Vec::new();
-        let refs: Vec<&Event<'_>> = evs.iter().collect();
+        let digests: Vec<Digest> = evs.iter().map(Digest::of).collect();
+        let refs: Vec<&Digest> = digests.iter().collect();
         batch.ingest_batch(&refs, &adm, &p, &b2, |i, r| batch_rejected.push((i, r)));
         assert_eq!(one_rejected, vec![(3, Reject::TooOld)]);
         assert_eq!(batch_rejected, one_rejected);

@@ -42,7 +42,7 @@ mod ring;
 mod scope;
 
 pub use admission::{retention_start, Admission};
-pub use batch::Recorded;
+pub use batch::{Digest, Recorded};
 pub use connections::{
     connection_totals, in_sample, ConnCounts, ConnectionSample, MAX_SAMPLE_SHIFT,
 };
