@@ -4,6 +4,7 @@
 //! per task, no lock between workers). The read stage's tasks hand each
 //! valid event to the re-key producer instead of aggregating it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use rdkafka::message::{Message, OwnedMessage};
@@ -12,6 +13,7 @@ use super::consumer::{Inner, Owned};
 use super::rekey::{self, Packer, Source};
 use crate::engine::event::{self, Reject};
 use crate::engine::state::{Admission, Digest};
+use crate::engine::timeutil::Micros;
 use crate::task::{Stage, Task};
 use crate::telemetry::wall_clock;
 
@@ -20,18 +22,14 @@ use crate::telemetry::wall_clock;
 /// not messages: one message may carry one event or a hundred.
 const PARALLEL_MIN_BYTES: usize = 32 * 1024;
 
-/// One chunk of a batch, decoded: valid events with their task (each
-/// digested for ingest while its bytes are in cache), the messages read
-/// (task, offset, events), and rejections by task.
+/// One chunk of a batch, decoded: valid events with their task, the
+/// messages read (task, offset, events), and rejections by task.
 struct Decoded<'a> {
-    events: Vec<Digest>,
+    events: Vec<Valid<'a>>,
     /// Index of each event's task in the batch's task list.
     task_of: Vec<u32>,
     /// (message index in the batch, source bytes, index inside an array)
     sources: Vec<(usize, &'a [u8], Option<usize>)>,
-    /// Each event's position among its record's events (read stage), or
-    /// its source position (re-keyed records).
-    origin: Vec<Origin<'a>>,
     /// (task, offset, events read) per message.
     read: Vec<(u32, i64, u64)>,
     rejected: Vec<(u32, Reject)>,
@@ -112,20 +110,24 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                 let (mi, raw, idx) = d.sources[k];
                 let m = &batch[mi];
                 let mut at = (m.topic(), m.partition(), m.offset());
-                match (t.stage, d.origin[k]) {
-                    (Stage::Read, Origin::Index(i)) => {
+                let ev = match ev {
+                    Valid::Rekey {
+                        ts,
+                        connector,
+                        index,
+                    } => {
                         // Rejections up to `from_future` are decided here;
                         // the rest leaves for its connector's partition.
-                        match adm.admit(ev.rec.ts) {
+                        match adm.admit(*ts) {
                             Ok(()) => {
                                 let packer = packers[d.task_of[k] as usize / owners]
                                     .get_or_insert_with(|| Packer::new(m.topic(), m.partition()));
                                 inner.rekey.as_ref().expect("read stage").add(
                                     packer,
-                                    &ev.connector,
+                                    connector,
                                     raw,
                                     m.offset(),
-                                    i,
+                                    *index,
                                 );
                             }
                             Err(reason) => {
@@ -135,14 +137,16 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                         }
                         continue;
                     }
-                    (Stage::Rekeyed, Origin::Source(s)) => {
-                        if t.replayed((s.topic, s.partition), s.offset, s.index) {
-                            continue;
+                    Valid::Digest { ev, source } => {
+                        if let Some(s) = source {
+                            if t.replayed((s.topic, s.partition), s.offset, s.index) {
+                                continue;
+                            }
+                            at = (s.topic, s.partition, s.offset);
                         }
-                        at = (s.topic, s.partition, s.offset);
+                        ev
                     }
-                    _ => {}
-                }
+                };
                 let p = &mut pending[d.task_of[k] as usize / owners];
                 p.events.push(ev);
                 if inner.dlq.is_some() {
@@ -264,13 +268,22 @@ fn dead_letter(inner: &Inner, at: At<'_>, raw: &[u8], idx: Option<usize>, reason
     }
 }
 
-/// Where an event sits in the stream, for the re-key stage.
-#[derive(Clone, Copy)]
-enum Origin<'a> {
-    /// The k-th event of its input record.
-    Index(u32),
-    /// A re-keyed record: its source position.
-    Source(Source<'a>),
+/// A valid event as its task needs it, taken while its bytes are in cache.
+enum Valid<'a> {
+    /// To aggregate: digested (the input keyed by connector, or the
+    /// re-keyed topic, whose records also say where each event came from).
+    Digest {
+        ev: Digest,
+        source: Option<Source<'a>>,
+    },
+    /// For the read stage, which admits it by its time and sends its bytes
+    /// on by its connector, with its position among its record's events:
+    /// hashing its ids would be wasted.
+    Rekey {
+        ts: Micros,
+        connector: Cow<'a, str>,
+        index: u32,
+    },
 }
 
 fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>]) -> Decoded<'a> {
@@ -284,7 +297,6 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
         events: Vec::with_capacity(events),
         task_of: Vec::with_capacity(events),
         sources: Vec::with_capacity(events),
-        origin: Vec::with_capacity(events),
         read: Vec::with_capacity(msgs.len()),
         rejected: Vec::new(),
     };
@@ -292,7 +304,8 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
         let Some(ti) = task_index[first + k] else {
             continue;
         };
-        let rekeyed = inner.stage(m.topic()) == Stage::Rekeyed;
+        let stage = inner.stage(m.topic());
+        let rekeyed = stage == Stage::Rekeyed;
         let src = if rekeyed { rekey::sources_of(m) } else { None };
         if rekeyed && src.is_none() {
             // Not written by the re-key stage: nothing says where it came
@@ -309,25 +322,35 @@ fn decode_chunk<'a>(inner: &Inner, chunk: Chunk<'a>, task_index: &[Option<u32>])
         let payload = m.payload().unwrap_or(&[]);
         let mut seq = 0u32;
         let n = event::decode_payload_raw(payload, |r, raw, idx| {
-            let origin = match &src {
-                Some(s) => match s.get(seq as usize) {
-                    Some(x) => Origin::Source(x),
+            let index = seq;
+            seq += 1;
+            let source = match &src {
+                Some(s) => {
                     // More events than positions: not this stage's
                     // record; warned about below, never counted.
-                    None => {
-                        seq += 1;
+                    let Some(x) = s.get(index as usize) else {
                         return;
-                    }
-                },
-                None => Origin::Index(seq),
+                    };
+                    Some(x)
+                }
+                None => None,
             };
-            seq += 1;
             match r {
                 Ok(ev) => {
-                    d.events.push(Digest::of(&ev));
+                    d.events.push(if stage == Stage::Read {
+                        Valid::Rekey {
+                            ts: ev.ts,
+                            connector: ev.connector,
+                            index,
+                        }
+                    } else {
+                        Valid::Digest {
+                            ev: Digest::of(&ev),
+                            source,
+                        }
+                    });
                     d.task_of.push(ti);
                     d.sources.push((first + k, raw, idx));
-                    d.origin.push(origin);
                 }
                 Err(reason) => {
                     d.rejected.push((ti, reason));

@@ -51,7 +51,7 @@ impl Digest {
 
     /// [`super::shard_of`] of the connector, from its digested hash.
     pub fn shard_of(&self, n: usize) -> usize {
-        (self.connector_hash % n as u64) as usize
+        super::shard_of_hash(self.connector_hash, n)
     }
 }
 

@@ -130,7 +130,12 @@ pub(crate) const EMPTY: i32 = i32::MIN;
 
 /// The shard of a connector id among `n` shards.
 pub fn shard_of(connector: &str, n: usize) -> usize {
-    (xxh3_64(connector.as_bytes()) % n as u64) as usize
+    shard_of_hash(xxh3_64(connector.as_bytes()), n)
+}
+
+/// The shard among `n` of a connector id whose `xxh3_64` is `hash`.
+pub fn shard_of_hash(hash: u64, n: usize) -> usize {
+    (hash % n as u64) as usize
 }
 
 #[cfg(test)]
