@@ -126,13 +126,13 @@ impl ObjectStoreBackend {
                 Arc::new(b.with_url(url).build().map_err(|e| bad(e.to_string()))?)
             }
             ObjectStoreScheme::GoogleCloudStorage => {
+                // Bounds set key by key, as for the other stores: replacing
+                // the builder's client options would also drop its other
+                // defaults (plain HTTP allowed, which an emulator needs).
                 let mut b = GoogleCloudStorageBuilder::default()
                     .with_retry(retry_config())
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_timeout(Duration::from_secs(30))
-                            .with_connect_timeout(Duration::from_secs(5)),
-                    );
+                    .with_config(GoogleConfigKey::Client(C::Timeout), REQUEST_TIMEOUT)
+                    .with_config(GoogleConfigKey::Client(C::ConnectTimeout), CONNECT_TIMEOUT);
                 if let Some((_, v)) = env.iter().find(|(k, _)| k == "SERVICE_ACCOUNT") {
                     b = b.with_service_account_path(v.clone());
                 }
