@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use rdkafka::message::{Message, OwnedMessage};
 
-use super::consumer::{Inner, Owned};
+use super::member::{Inner, Owned};
 use super::rekey::{self, Packer, Source};
 use crate::engine::event::{self, Reject};
 use crate::engine::state::{Admission, Digest};

@@ -2,8 +2,9 @@
 //! (SPEC §12), dead letters, and the skip of messages librdkafka cannot
 //! hand over.
 //!
-//! - [`consumer`]: the poll loop, the rebalance callbacks (restore on
-//!   assignment, checkpoint on revocation) and the batch pipeline.
+//! - [`consumer`]: the poll loop and the batch pipeline (`batch`), over
+//!   what the consumer thread owns (`member`); `rebalance`: the callbacks
+//!   that restore a task on assignment and checkpoint it on revocation.
 //! - [`rekey`]: the re-key stage, for input not keyed by connector.
 //! - [`dead_letter`]: copies of rejected events with their reason.
 //! - `undecodable`: a message that stalls its partition is found, counted
@@ -12,6 +13,8 @@
 mod batch;
 pub mod consumer;
 pub mod dead_letter;
+mod member;
+mod rebalance;
 pub mod rekey;
 mod undecodable;
 

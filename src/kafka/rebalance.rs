@@ -1,0 +1,222 @@
+//! librdkafka's callbacks, run on the consumer thread inside `poll`: a
+//! rebalance restores each assigned task from its latest checkpoint and
+//! resumes its partition there, and checkpoints each revoked task before
+//! letting it go (SPEC §12); statistics set the lag and connection
+//! gauges; client errors are logged.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use super::member::{
+    checkpoint_tasks, group_tasks, set_owned_gauges, store_offsets, subscribed, Inner,
+};
+use super::undecodable::undecodable_code;
+use crate::checkpoint;
+use crate::task::{Task, TaskId};
+
+/// The librdkafka callbacks: rebalances, statistics, errors.
+pub struct Ctx {
+    inner: Arc<Inner>,
+}
+
+impl Ctx {
+    pub(super) fn new(inner: Arc<Inner>) -> Ctx {
+        Ctx { inner }
+    }
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        let m = &self.inner.h.metrics;
+        let up = s.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+        m.kafka_connected.set(up as i64);
+        let owned = self.inner.owned();
+        for (topic, t) in &s.topics {
+            for (p, ps) in &t.partitions {
+                if *p < 0 || ps.hi_offset < 0 {
+                    continue;
+                }
+                let Some(task) = owned.get(&TaskId::new(topic, *p)) else {
+                    continue;
+                };
+                let lag = match task.next_offset() {
+                    Some(next) => (ps.hi_offset - next).max(0),
+                    None if ps.consumer_lag >= 0 => ps.consumer_lag,
+                    None => continue,
+                };
+                m.consumer_lag
+                    .with_label_values(&[topic.as_str(), &p.to_string()])
+                    .set(lag);
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.inner.h.metrics.kafka_connected.set(0);
+        }
+        if undecodable_code(&error) {
+            // Repeats every `fetch.error.backoff.ms` until the poll loop
+            // skips the message, which logs it once.
+            tracing::debug!(%error, reason, "undecodable message");
+            return;
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(c, tpl);
+                let r = if cooperative {
+                    c.incremental_assign(tpl)
+                } else {
+                    c.assign(tpl)
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.inner.revoking();
+                self.revoke(c, tpl, c.assignment_lost());
+                let r = if cooperative {
+                    c.incremental_unassign(tpl)
+                } else {
+                    c.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                let _ = c.unassign();
+            }
+        }
+    }
+}
+
+impl Ctx {
+    /// Restores each newly assigned task from its latest checkpoint and sets
+    /// its partition's start offset to the checkpoint's.
+    fn assign(&self, c: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let inner = &*self.inner;
+        let h = &inner.h;
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        h.tasks.restoring(parts.len());
+        let started = Instant::now();
+        let mut views = Vec::new();
+        let mut restored = 0;
+        for (topic, partition) in &parts {
+            let id = TaskId::new(topic, *partition);
+            let stage = inner.stage(topic);
+            let task = match checkpoint::load(&*h.store, topic, *partition) {
+                Ok(Some(ckpt)) => {
+                    let t = Task::restore(ckpt, stage, h.tasks.budget());
+                    if let Some(o) = t.next_offset() {
+                        // Resume exactly after the checkpoint's events.
+                        let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(o));
+                    }
+                    restored += 1;
+                    t
+                }
+                Ok(None) => Task::new(id.clone(), stage),
+                Err(e) => {
+                    // Never count a partition again from empty over counted
+                    // events: stop the daemon, saying what is wrong.
+                    tracing::error!(task = %id, error = %e, "cannot restore a task");
+                    inner.fail(e.to_string());
+                    Task::new(id.clone(), stage)
+                }
+            };
+            let mut owned = inner.owned();
+            let mut task = task;
+            // With its state: readers must see the restored scopes.
+            views.push(task.view(true));
+            owned.insert(id, task);
+        }
+        h.tasks.publish(views, None);
+        h.tasks.set_total(group_tasks(c, &subscribed(inner)));
+        let n = inner.owned().len();
+        set_owned_gauges(inner);
+        h.tasks.restored(parts.len());
+        tracing::info!(
+            assigned = parts.len(),
+            restored,
+            owned = n,
+            ms = started.elapsed().as_millis() as u64,
+            "partitions assigned: tasks restored from their checkpoints"
+        );
+    }
+
+    /// Checkpoints each revoked task, then lets it go; a lost assignment
+    /// (the member was fenced out) drops its tasks without writing them:
+    /// another member may already own them.
+    fn revoke(&self, c: &BaseConsumer<Self>, tpl: &TopicPartitionList, lost: bool) {
+        let inner = &*self.inner;
+        let h = &inner.h;
+        let ids: Vec<TaskId> = tpl
+            .elements()
+            .iter()
+            .map(|e| TaskId::new(e.topic(), e.partition()))
+            .collect();
+        let mut leaving: Vec<Task> = {
+            let mut owned = inner.owned();
+            ids.iter().filter_map(|id| owned.remove(id)).collect()
+        };
+        if lost {
+            tracing::warn!(
+                partitions = ids.len(),
+                "assignment lost: dropping its tasks without a checkpoint"
+            );
+        } else {
+            tracing::info!(
+                partitions = ids.len(),
+                "partitions revoked: checkpointing their tasks"
+            );
+            let mut refs: Vec<&mut Task> = leaving.iter_mut().collect();
+            match checkpoint_tasks(inner, &mut refs, true) {
+                Ok(()) => {
+                    store_offsets(c, &leaving);
+                    // Commit now: the partitions' next owner may look.
+                    if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
+                        tracing::debug!(error = %e, "commit on revocation");
+                    }
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "checkpoint on revocation failed: the next owner resumes at the previous checkpoint"
+                ),
+            }
+        }
+        h.tasks.remove(&ids);
+        for t in leaving {
+            let _ = h
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[t.id.topic.as_ref(), &t.id.partition.to_string()]);
+            t.release(h.tasks.budget());
+        }
+        set_owned_gauges(inner);
+    }
+}
