@@ -151,13 +151,11 @@ pub fn measure_held(
 
 /// SPEC §8 order: by connector, then cloud name, `all` first.
 pub fn sort_scopes(out: &mut [ScopeReport]) {
-    out.sort_by(|a, b| {
-        let key = |r: &ScopeReport| {
-            let m = &r.measures;
-            (m.connector.clone(), m.cloud.is_some(), m.cloud_label())
-        };
-        key(a).cmp(&key(b))
-    });
+    fn key(r: &ScopeReport) -> (&str, bool, &'static str) {
+        let m = &r.measures;
+        (&m.connector, m.cloud.is_some(), m.cloud_label())
+    }
+    out.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 /// One connector's scopes (`all` first, then clouds by name) with their

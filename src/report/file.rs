@@ -2,9 +2,9 @@
 //! out (SPEC §8).
 //!
 //! The file is streamed: NDJSON is cut into chunks at line ends, and memory
-//! holds a few chunks, never the file. With one thread, each chunk is
-//! decoded, then ingested into one [`Task`] through the daemon's ingest
-//! entry point ([`Task::ingest_batch`], scope by scope). With more, as the
+//! holds a few chunks, never the file. With one thread, each batch of 16
+//! chunks is decoded, then ingested into one [`Task`] through the daemon's
+//! ingest entry point ([`Task::ingest_batch`], scope by scope). With more, as the
 //! daemon's consumer does with a batch, each batch of chunks (16 per
 //! thread) goes through two parallel phases: decode (one chunk per job),
 //! then ingest, where each connector's events go to
@@ -32,7 +32,7 @@ use crate::task::{Stage, Task, TaskId};
 /// Bytes per chunk handed to a decode job.
 const CHUNK: usize = 1 << 20;
 
-/// Chunks per thread in one batch of several threads: the ingest phase
+/// Chunks per thread in one batch (of one thread or several): the ingest phase
 /// visits a task's events scope by scope, which pays once a batch holds
 /// several events of most scopes (a 1 MiB chunk holds ~6,000 events, about
 /// one per scope of a 1,000-connector file).
@@ -64,11 +64,31 @@ impl<'p> Worker<'p> {
         }
     }
 
-    /// Decodes and ingests one chunk (one thread).
-    fn payload<'b>(&mut self, bytes: &'b [u8], lines: bool) {
+    /// Decodes and ingests one payload (a file read whole: one thread).
+    fn payload(&mut self, bytes: &[u8]) {
         let mut events: Vec<Digest> = Vec::with_capacity(bytes.len() / 128);
+        self.decode(bytes, false, &mut events);
+        self.ingest(events.iter());
+    }
+
+    /// Decodes and ingests chunks of lines (one thread) as one batch: as
+    /// in the pool's batches, a scope then gets several events per visit
+    /// (a 1 MiB chunk holds about one event per scope of a 1,000-connector
+    /// file, and each visit fetches the scope's structures into cache).
+    fn chunks(&mut self, chunks: &[Vec<u8>]) {
+        let bytes: usize = chunks.iter().map(Vec::len).sum();
+        let mut events: Vec<Digest> = Vec::with_capacity(bytes / 128);
+        for c in chunks {
+            self.decode(c, true, &mut events);
+        }
+        self.ingest(events.iter());
+    }
+
+    /// Decodes `bytes` (lines, or one payload) into `events`; a rejection
+    /// is counted in the task.
+    fn decode(&mut self, bytes: &[u8], lines: bool, events: &mut Vec<Digest>) {
         let (task, max_ts) = (&mut self.task, &mut self.max_ts);
-        let mut sink = |r: Result<Event<'b>, Reject>| match r {
+        let mut sink = |r: Result<Event<'_>, Reject>| match r {
             Ok(ev) => {
                 *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
                 events.push(Digest::of(&ev));
@@ -82,7 +102,6 @@ impl<'p> Worker<'p> {
         } else {
             event::decode_payload(bytes, &mut sink);
         }
-        self.ingest(events.iter());
     }
 
     /// Ingests decoded events, in file order, through the daemon's batch
@@ -210,7 +229,7 @@ pub fn report_file_with(
         let mut all = first;
         file.read_to_end(&mut all).map_err(io)?;
         let mut w = Worker::new(0, adm, &params, &budget);
-        w.payload(&all, false);
+        w.payload(&all);
         results.push(w.finish());
     } else {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(threads * 2);
@@ -223,8 +242,8 @@ pub fn report_file_with(
             match &pool {
                 None => {
                     let mut w = Worker::new(0, adm, &params, &budget);
-                    for c in rx.iter() {
-                        w.payload(&c, true);
+                    while let Some(batch) = next_batch(&rx, BATCH_CHUNKS_PER_THREAD) {
+                        w.chunks(&batch);
                     }
                     results.push(w.finish());
                 }
