@@ -86,6 +86,11 @@ enum Cmd {
         /// With markdown or html: only this connector's evidence pack.
         #[arg(long)]
         connector: Option<String>,
+        /// Threads that decode, aggregate and measure, 0..=256; 0 = one per
+        /// CPU this process may run on. The result is the same with any number.
+        #[arg(long, value_name = "N", default_value_t = 0,
+              value_parser = clap::value_parser!(u16).range(0..=256))]
+        threads: u16,
     },
     /// Print the Prometheus rule file (recording rules, burn-rate, status and
     /// exporter-health alerts) built from the thresholds in force.
@@ -202,6 +207,7 @@ fn real_main() -> anyhow::Result<()> {
             format,
             daily,
             connector,
+            threads,
         } => {
             let cfg = Config::load(config.as_deref(), &Overrides::default())?;
             let now = match now {
@@ -211,7 +217,10 @@ fn real_main() -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = match threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n as usize,
+            };
             let pack = matches!(format, Format::Markdown | Format::Html);
             if connector.is_some() && !pack {
                 anyhow::bail!("--connector goes with --format markdown or html");

@@ -319,7 +319,20 @@ fn streamed_file_now_default_equals_explicit_latest() {
             .to_json();
         assert_eq!(again, explicit, "--now, {threads} threads");
     }
-    // And the binary says the same.
+    // And the binary says the same, with any `--threads`.
     let cli = report_json(&path, None, None);
     assert_json_eq(&cli, &explicit);
+    let p = path.display().to_string();
+    for n in ["1", "3"] {
+        let out = report(&["--input", &p, "--format", "json", "--threads", n]);
+        assert!(out.status.success(), "--threads {n}: {out:?}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_json_eq(&doc, &explicit);
+    }
+    for bad in ["many", "257"] {
+        let out = report(&["--input", &p, "--threads", bad]);
+        assert!(!out.status.success(), "--threads {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--threads") && err.contains(bad), "{err}");
+    }
 }
