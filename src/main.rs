@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use connector_ga_exporter::config::{Config, LogFormat, Overrides};
+use connector_ga_exporter::config::{self, Config, LogFormat, Overrides};
 use connector_ga_exporter::engine::timeutil;
 use connector_ga_exporter::render::evidence;
 use connector_ga_exporter::tools::{demo, loadgen, mock};
@@ -217,10 +217,7 @@ fn real_main() -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let threads = match threads {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n as usize,
-            };
+            let threads = config::threads_for(threads.into());
             let pack = matches!(format, Format::Markdown | Format::Html);
             if connector.is_some() && !pack {
                 anyhow::bail!("--connector goes with --format markdown or html");

@@ -121,3 +121,12 @@ impl Settings for Config {
         self.state.max_connections_per_scope
     }
 }
+
+/// The threads a thread-count setting asks for: `0` (`kafka.workers`,
+/// `report --threads`) is one per CPU this process may run on.
+pub fn threads_for(setting: usize) -> usize {
+    match setting {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}

@@ -46,10 +46,7 @@ pub(super) struct Inner {
 impl Inner {
     pub(super) fn new(h: KafkaHandle) -> Result<Inner, KafkaSetupError> {
         let dlq = DeadLetters::new(&h.cfg)?;
-        let workers = match h.cfg.kafka.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let workers = crate::config::threads_for(h.cfg.kafka.workers);
         let rekey = if h.cfg.kafka.input_keyed_by_connector {
             None
         } else {
