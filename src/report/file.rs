@@ -87,21 +87,14 @@ impl<'p> Worker<'p> {
     /// Decodes `bytes` (lines, or one payload) into `events`; a rejection
     /// is counted in the task.
     fn decode(&mut self, bytes: &[u8], lines: bool, events: &mut Vec<Digest>) {
-        let (task, max_ts) = (&mut self.task, &mut self.max_ts);
-        let mut sink = |r: Result<Event<'_>, Reject>| match r {
-            Ok(ev) => {
-                *max_ts = Some(max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
-                events.push(Digest::of(&ev));
-            }
-            Err(r) => task.reject(r, 1),
-        };
-        if lines {
-            for line in event::lines(bytes) {
-                event::decode_line(line, &mut sink);
-            }
-        } else {
-            event::decode_payload(bytes, &mut sink);
-        }
+        let task = &mut self.task;
+        decode_into(
+            bytes,
+            lines,
+            &mut self.max_ts,
+            |dg| events.push(dg),
+            |r| task.reject(r, 1),
+        );
     }
 
     /// Ingests decoded events, in file order, through the daemon's batch
@@ -131,23 +124,47 @@ struct Decoded {
 }
 
 fn decode_chunk(bytes: &[u8], tasks: usize) -> Decoded {
-    let mut d = Decoded {
-        by_task: (0..tasks).map(|_| Vec::new()).collect(),
-        rejected: RejectCounts::default(),
-        max_ts: None,
-    };
+    let mut by_task: Vec<Vec<Digest>> = (0..tasks).map(|_| Vec::new()).collect();
+    let mut rejected = RejectCounts::default();
+    let mut max_ts = None;
+    decode_into(
+        bytes,
+        true,
+        &mut max_ts,
+        |dg| by_task[dg.shard_of(tasks)].push(dg),
+        |r| rejected.add(r, 1),
+    );
+    Decoded {
+        by_task,
+        rejected,
+        max_ts,
+    }
+}
+
+/// Decodes `bytes` (lines, or one payload): each valid event digested
+/// (while its line is in cache) to `valid`, its time raising `max_ts`;
+/// each rejection to `rejected`.
+fn decode_into(
+    bytes: &[u8],
+    lines: bool,
+    max_ts: &mut Option<Micros>,
+    mut valid: impl FnMut(Digest),
+    mut rejected: impl FnMut(Reject),
+) {
     let mut sink = |r: Result<Event<'_>, Reject>| match r {
         Ok(ev) => {
-            d.max_ts = Some(d.max_ts.map_or(ev.ts, |m: Micros| m.max(ev.ts)));
-            let dg = Digest::of(&ev);
-            d.by_task[dg.shard_of(tasks)].push(dg);
+            *max_ts = later(*max_ts, Some(ev.ts));
+            valid(Digest::of(&ev));
         }
-        Err(r) => d.rejected.add(r, 1),
+        Err(r) => rejected(r),
     };
-    for line in event::lines(bytes) {
-        event::decode_line(line, &mut sink);
+    if lines {
+        for line in event::lines(bytes) {
+            event::decode_line(line, &mut sink);
+        }
+    } else {
+        event::decode_payload(bytes, &mut sink);
     }
-    d
 }
 
 /// Runs `report` over a file: decodes every event, settles `now` and
