@@ -30,7 +30,8 @@
 //!   single-writer task, or one of `report`'s workers), one event at a time
 //!   (`engine_ingest`) and in batches of `GROUP_BATCH` events visited scope
 //!   by scope (`engine_ingest_batch`, what the daemon and `report` do);
-//! - `report_end_to_end`: `report::report_file` on the corpus file, with 1
+//! - `report_end_to_end`: `report::report_file_with` (what the `report`
+//!   command runs: the criteria window measured) on the corpus file, with 1
 //!   and with 2 worker threads.
 //!
 //! After criterion, a plain summary: events/s per workload (best of a few
@@ -242,8 +243,8 @@ fn aggregate_engine_batch(f: &Fixture) -> u64 {
 }
 
 fn end_to_end(f: &Fixture, threads: usize) -> u64 {
-    let r =
-        report::report_file(f.file.path(), &f.cfg, Some(f.now), f.now, threads).expect("report");
+    let r = report::report_file_with(f.file.path(), &f.cfg, Some(f.now), f.now, threads, false)
+        .expect("report");
     r.scopes.len() as u64
 }
 
