@@ -33,8 +33,10 @@ use super::visitor::{Doc, DocSeed};
 /// UTF-8 is checked here, not left to sonic-rs: its `Deserializer` checks
 /// only the strings it hands over, so invalid bytes inside a skipped
 /// unknown field would pass (SPEC §2 makes that object `malformed_json`).
+/// With SIMD (`simdutf8`, the same answer as `std::str::from_utf8`): the
+/// check of each line was ~2.5% of `report`'s time.
 pub(super) fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
-    let text = std::str::from_utf8(bytes).ok()?;
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
     // The shape of nearly every event: read without a parser at all.
     if let Some(doc) = scan::scan_doc(text) {
         return Some(doc);
