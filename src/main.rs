@@ -230,7 +230,7 @@ fn real_main() -> anyhow::Result<()> {
                 made_at,
             };
             let text = match format {
-                Format::Json => serde_json::to_string_pretty(&r.to_json())? + "\n",
+                Format::Json => serde_json::to_string_pretty(&r.doc())? + "\n",
                 Format::Table => r.to_table(&cfg),
                 Format::Markdown => evidence::markdown(&r, &cfg, &prov, connector.as_deref())?,
                 Format::Html => evidence::html(&r, &cfg, &prov, connector.as_deref())?,

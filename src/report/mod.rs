@@ -2,16 +2,16 @@
 //! `report` command that makes one from a file is in `file`.
 
 mod file;
+mod json;
 
 pub use file::{report_file, report_file_with};
+pub use json::Doc;
 
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::config::Config;
-use crate::engine::budget::{Allowance, Budget, DailyRow};
 use crate::engine::event::{Reject, RejectCounts};
 use crate::engine::measure::{self, ScopeReport};
 use crate::engine::state::{Engine, Params};
@@ -77,47 +77,15 @@ impl Report {
         }
     }
 
-    /// The JSON document of SPEC §8 and §11: every key always present,
-    /// `daily` when the report was built with it.
+    /// The JSON document of SPEC §8 and §11 (every key always present,
+    /// `daily` when the report was built with it), to serialize.
+    pub fn doc(&self) -> Doc<'_> {
+        Doc::of(self)
+    }
+
+    /// [`Report::doc`] as a `serde_json::Value`, to read fields from.
     pub fn to_json(&self) -> Value {
-        let mut rejected = Map::new();
-        for r in Reject::ALL {
-            let n = self.rejected.get(r);
-            if n > 0 {
-                rejected.insert(r.as_str().into(), json!(n));
-            }
-        }
-        let scopes: Vec<Value> = self.scopes.iter().map(scope_json).collect();
-        let mut doc = json!({
-            "now": timeutil::format_micros(self.now),
-            "criteria_window_days": self.criteria_window_days,
-            "rejected": rejected,
-            "scopes": scopes,
-        });
-        if let Some(m) = &self.membership {
-            // SPEC §12: the partitions owned; `topic/partition` strings
-            // only when several topics are aggregated (partition numbers
-            // alone would then be ambiguous).
-            let list = |tasks: &[(String, i32)]| -> Value {
-                let one_topic = tasks.windows(2).all(|w| w[0].0 == w[1].0);
-                tasks
-                    .iter()
-                    .map(|(t, p)| {
-                        if one_topic {
-                            json!(p)
-                        } else {
-                            json!(format!("{t}/{p}"))
-                        }
-                    })
-                    .collect()
-            };
-            doc["tasks"] = list(&m.tasks);
-            if !m.read_tasks.is_empty() {
-                doc["read_tasks"] = list(&m.read_tasks);
-            }
-            doc["members_partial"] = json!(m.partial);
-        }
-        doc
+        serde_json::to_value(self.doc()).expect("the report document serializes")
     }
 
     /// One row per scope: status, and each criterion as value vs threshold,
@@ -207,77 +175,4 @@ impl Report {
         }
         out
     }
-}
-
-fn scope_json(s: &ScopeReport) -> Value {
-    let m = &s.measures;
-    let w = m.criteria();
-    let c = &s.verdict.criteria;
-    let mut v = json!({
-        "connector": m.connector,
-        "cloud": m.cloud_label(),
-        "requests": w.counts.requests,
-        "throttled": w.counts.throttled,
-        "eligible": w.counts.eligible(),
-        "success": w.counts.success,
-        "connector_failures": w.counts.connector_failures,
-        "backend_failures": w.counts.backend_failures,
-        "client_failures": w.counts.client_failures,
-        "availability": w.availability,
-        "success_rate": w.success_rate,
-        "slo": w.slo,
-        "active_connections": w.active_connections,
-        "connections_meeting_sla": w.connections_meeting_sla,
-        "weekly_active_users": m.weekly_active_users,
-        "monthly_active_connections": m.monthly_active_connections,
-        "latency_ms": {"p50": w.latency_ms[0], "p95": w.latency_ms[1], "p99": w.latency_ms[2]},
-        "criteria": {
-            "backend_in_production": c.backend_in_production,
-            "availability": c.availability,
-            "slo": c.slo,
-            "success_rate": c.success_rate,
-            "support_model": c.support_model,
-            "weekly_active_users": c.weekly_active_users,
-            "monthly_active_connections": c.monthly_active_connections,
-            "exception": c.exception,
-        },
-        "status": s.verdict.status.as_str(),
-        "recommended_met": s.verdict.recommended_met,
-        "failing": s.failing,
-        "exception_opens_on": s.exception_opens_on.map(date_json),
-        "budget": budget_json(&s.budget),
-    });
-    if let Some(rows) = &s.daily {
-        v["daily"] = rows.iter().map(daily_json).collect();
-    }
-    v
-}
-
-fn date_json(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
-}
-
-fn budget_json(b: &Budget) -> Value {
-    let one = |key: &str, a: &Allowance| json!({ key: a.left, "recovers_on": a.recovers_on.map(date_json) });
-    json!({
-        "availability": one("failures_left", &b.availability),
-        "success_rate": one("failures_left", &b.success_rate),
-        "slo": one("connections_left", &b.slo),
-    })
-}
-
-fn daily_json(r: &DailyRow) -> Value {
-    let c = &r.counts;
-    json!({
-        "date": date_json(r.date),
-        "requests": c.requests,
-        "throttled": c.throttled,
-        "eligible": c.eligible(),
-        "success": c.success,
-        "connector_failures": c.connector_failures,
-        "backend_failures": c.backend_failures,
-        "client_failures": c.client_failures,
-        "availability": r.availability,
-        "success_rate": r.success_rate,
-    })
 }

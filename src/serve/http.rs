@@ -87,7 +87,7 @@ async fn criteria(State(shared): State<Arc<Serving>>, Query(q): Query<CriteriaQu
         let r = s.report_now_daily();
         (
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(&r.to_json()).unwrap_or_default(),
+            serde_json::to_string(&r.doc()).unwrap_or_default(),
         )
             .into_response()
     })

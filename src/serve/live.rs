@@ -135,7 +135,7 @@ impl Serving {
             w.registry(&registry);
             Bytes::from(w.finish())
         };
-        let mut criteria = serde_json::to_vec(&r.to_json()).unwrap_or_default();
+        let mut criteria = serde_json::to_vec(&r.doc()).unwrap_or_default();
         criteria.push(b'\n');
         Rendered {
             text: render(Format::Text),
