@@ -16,7 +16,8 @@ use connector_ga_exporter::{app as daemon, report, rules};
 /// mimalloc instead of the system allocator: `report` spends ~20% of its
 /// CPU in glibc's malloc and free (latency vectors, per-connection lists,
 /// per-window vectors while measuring), and mimalloc's thread-local free
-/// lists cut its CPU by ~12% on 1M realistic events (README "Benchmarks").
+/// lists cut its CPU by ~12% on 1M realistic events (docs/benchmark-history.md,
+/// "State on demand, and mimalloc").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

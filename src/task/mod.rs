@@ -17,7 +17,8 @@
 //!   write), and the writer copies each scope it next writes while a state
 //!   holds it. Published every 500 ms, as before, that copied every busy
 //!   scope twice a second, read or not: most of the daemon's CPU beyond
-//!   decoding and aggregating (README "Benchmarks"). Now a state costs one
+//!   decoding and aggregating (docs/benchmark-history.md, "State on
+//!   demand, and mimalloc"). Now a state costs one
 //!   copy of each scope written after it, once per read that asks.
 //! - The series budget (`max_series`) is one atomic counter for the member.
 //! - The daemon's own counters are `prometheus` atomics.

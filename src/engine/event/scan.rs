@@ -8,7 +8,8 @@
 //! shared visitor cost about twice what this scan does, and more than a
 //! `serde_json` parse into a borrowed struct; sonic-rs's lazy object
 //! iterator cost more still. Decoding is two thirds of the daemon's CPU
-//! per event (README, "Where a batch's time goes").
+//! per event (docs/benchmark-history.md, "Overlapping the poll with the
+//! batch").
 //!
 //! Why it gives the same verdicts: it answers only for documents inside
 //! that shape and returns `None` on anything else (a nested value, a
