@@ -276,6 +276,61 @@ fn report_reads_a_multiline_array_file_object_by_object() {
     assert_eq!(all.measures.criteria().counts.requests, 3);
 }
 
+/// A streamed file whose lines do not fit the 1 MiB chunks: one event of
+/// 1.5 MiB (a long unknown field) in the middle, a line of 3 MiB that is
+/// not JSON, and a last line with no newline. The chunks are cut at line
+/// ends only, so by hand: 12,000 short events + the long one + the last
+/// = 12,002 requests, and 1 `malformed_json`, with any number of threads.
+#[test]
+fn report_streams_lines_longer_than_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.ndjson");
+    let short = |i: usize| {
+        format!(
+            r#"{{"ts":"2026-11-20T10:00:00Z","connector":"c","status":200,"operation":"op-{i:08}-padding-padding"}}"#
+        )
+    };
+    let mut text = String::new();
+    for i in 0..6_000 {
+        text += &short(i);
+        text.push('\n');
+    }
+    text += &format!(
+        r#"{{"ts":"2026-11-20T10:00:00Z","connector":"c","status":200,"pad":"{}"}}"#,
+        "x".repeat(3 << 19)
+    );
+    text.push('\n');
+    text += &"y".repeat(3 << 20);
+    text.push('\n');
+    for i in 6_000..12_000 {
+        text += &short(i);
+        text.push('\n');
+    }
+    text += &short(12_000);
+    assert!(text.len() > 5 << 20);
+    std::fs::write(&path, &text).unwrap();
+    let cfg = Config::from_toml("").unwrap();
+    for threads in [1, 2, 3] {
+        let r = report::report_file(&path, &cfg, None, 0, threads).unwrap();
+        assert_eq!(r.rejected.total(), 1, "{threads} threads");
+        assert_eq!(
+            r.rejected.get(Reject::MalformedJson),
+            1,
+            "{threads} threads"
+        );
+        let all = r
+            .scopes
+            .iter()
+            .find(|s| s.measures.cloud_label() == "all")
+            .unwrap();
+        assert_eq!(
+            all.measures.criteria().counts.requests,
+            12_002,
+            "{threads} threads"
+        );
+    }
+}
+
 /// A streamed NDJSON file (over 1 MiB) that starts with a BOM: every line
 /// counts, the first one too. 20,000 lines of one event each.
 #[test]
