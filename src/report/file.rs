@@ -131,7 +131,8 @@ const BYTES_PER_EVENT: usize = 160;
 fn decode_chunk(bytes: &[u8], tasks: usize) -> Decoded {
     // Sized for a fair share and a quarter more, so that most lists never
     // grow: each growth copied the list into fresh memory, most of it
-    // touched for the first time (page faults were ~10% of `report`).
+    // touched for the first time (page faults were ~10% of `report`'s
+    // profile).
     let share = bytes.len() / BYTES_PER_EVENT / tasks;
     let mut by_task: Vec<Vec<Digest>> = (0..tasks)
         .map(|_| Vec::with_capacity(share + share / 4 + 4))
