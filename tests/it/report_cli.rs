@@ -329,6 +329,25 @@ fn streamed_file_now_default_equals_explicit_latest() {
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_json_eq(&doc, &explicit);
     }
+    // A pipe (`--input /dev/stdin`): no size to read ahead, streamed the
+    // same. The 2 MiB are written by another thread while the binary
+    // reads, so the pipe's buffer never fills both ways.
+    let mut cmd = std::process::Command::new(crate::common::BIN);
+    cmd.args(["report", "--input", "/dev/stdin", "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CONNECTOR_GA__")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "/dev/stdin: {out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_json_eq(&doc, &explicit);
     for bad in ["many", "257"] {
         let out = report(&["--input", &p, "--threads", bad]);
         assert!(!out.status.success(), "--threads {bad}");
