@@ -67,7 +67,7 @@ impl<'p> Worker<'p> {
 
     /// Decodes and ingests one payload (a file read whole: one thread).
     fn payload(&mut self, bytes: &[u8]) {
-        let mut events: Vec<Digest> = Vec::with_capacity(bytes.len() / 128);
+        let mut events: Vec<Digest> = Vec::with_capacity(digests_for(bytes.len(), 1));
         self.decode(bytes, false, &mut events);
         self.ingest(events.iter());
     }
@@ -78,7 +78,7 @@ impl<'p> Worker<'p> {
     /// file, and each visit fetches the scope's structures into cache).
     fn chunks(&mut self, chunks: &[Vec<u8>]) {
         let bytes: usize = chunks.iter().map(Vec::len).sum();
-        let mut events: Vec<Digest> = Vec::with_capacity(bytes / 128);
+        let mut events: Vec<Digest> = Vec::with_capacity(digests_for(bytes, 1));
         for c in chunks {
             self.decode(c, true, &mut events);
         }
@@ -124,18 +124,23 @@ struct Decoded {
     max_ts: Option<Micros>,
 }
 
-/// Line bytes per event assumed when sizing a chunk's lists of digests
-/// (SPEC §2 events with the optional fields run ~170 bytes).
+/// Line bytes per event assumed when sizing lists of digests (SPEC §2
+/// events with the optional fields run ~170 bytes).
 const BYTES_PER_EVENT: usize = 160;
 
+/// The capacity of each of `lists` lists sharing the digests of `bytes`
+/// of events: a fair share and a quarter more, so that most lists never
+/// grow. Each growth copied the list into fresh memory, most of it
+/// touched for the first time (page faults were ~10% of `report`'s
+/// profile).
+fn digests_for(bytes: usize, lists: usize) -> usize {
+    let share = bytes / BYTES_PER_EVENT / lists;
+    share + share / 4 + 4
+}
+
 fn decode_chunk(bytes: &[u8], tasks: usize) -> Decoded {
-    // Sized for a fair share and a quarter more, so that most lists never
-    // grow: each growth copied the list into fresh memory, most of it
-    // touched for the first time (page faults were ~10% of `report`'s
-    // profile).
-    let share = bytes.len() / BYTES_PER_EVENT / tasks;
     let mut by_task: Vec<Vec<Digest>> = (0..tasks)
-        .map(|_| Vec::with_capacity(share + share / 4 + 4))
+        .map(|_| Vec::with_capacity(digests_for(bytes.len(), tasks)))
         .collect();
     let mut rejected = RejectCounts::default();
     let mut max_ts = None;
@@ -279,9 +284,8 @@ fn run(
 
     // Peek: is the first non-blank line a whole JSON value (NDJSON), or
     // the start of one multi-line document?
-    let mut first = vec![0u8; CHUNK];
-    let n = read_full(&mut file, &mut first).map_err(io)?;
-    first.truncate(n);
+    let mut first = Vec::with_capacity(CHUNK);
+    let n = read_chunk(&mut file, &mut first).map_err(io)?;
     // SPEC §2: a UTF-8 byte-order mark at the start of the file is ignored.
     if first.starts_with(event::BOM) {
         first.drain(..event::BOM.len());
@@ -499,21 +503,15 @@ fn measure_all(
     out
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
+/// Appends up to [`CHUNK`] bytes of `f` to `buf` (fewer only at the end
+/// of the file), read into its spare capacity: neither zeroed first nor
+/// copied after. Returns how many.
+fn read_chunk(f: &mut File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    f.take(CHUNK as u64).read_to_end(buf)
 }
 
-/// Sends the file in chunks that end at a line end.
-///
-/// Each read lands straight after the tail the last chunk carried over
-/// (into spare capacity: neither zeroed first nor copied after).
+/// Sends the file in chunks that end at a line end, each read landing
+/// straight after the tail the last chunk carried over.
 fn feed_chunks(
     file: &mut File,
     mut carry: Vec<u8>,
@@ -527,7 +525,7 @@ fn feed_chunks(
         let mut buf = Vec::with_capacity(carry.len() + CHUNK);
         buf.extend_from_slice(&carry);
         let start = buf.len();
-        let n = file.by_ref().take(CHUNK as u64).read_to_end(&mut buf)?;
+        let n = read_chunk(file, &mut buf)?;
         if let Some(b) = bar {
             b.inc(n as u64);
         }
