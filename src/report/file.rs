@@ -17,10 +17,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc;
 
+use super::input;
 use super::{Report, ReportError};
 use crate::config::Config;
 use crate::engine::event::{self, Event, Reject, RejectCounts};
@@ -29,9 +30,6 @@ use crate::engine::params::{Attestation, CriteriaParams, Settings, Window};
 use crate::engine::state::{self, Admission, ConnectorState, Digest, Engine, Params, SeriesBudget};
 use crate::engine::timeutil::Micros;
 use crate::task::{Stage, Task, TaskId};
-
-/// Bytes per chunk handed to a decode job.
-const CHUNK: usize = 1 << 20;
 
 /// Chunks per thread in one batch (of one thread or several): the ingest phase
 /// visits a task's events scope by scope, which pays once a batch holds
@@ -270,30 +268,8 @@ fn run(
         None => Admission::default(),
     };
     let threads = threads.max(1);
-    let progress = std::io::stderr().is_terminal() && size > 64 * CHUNK as u64;
-    let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(size);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("static template"),
-        );
-        b
-    });
-
-    // Peek: is the first non-blank line a whole JSON value (NDJSON), or
-    // the start of one multi-line document?
-    let mut first = Vec::with_capacity(CHUNK);
-    let n = read_chunk(&mut file, &mut first).map_err(io)?;
-    // SPEC §2: a UTF-8 byte-order mark at the start of the file is ignored.
-    if first.starts_with(event::BOM) {
-        first.drain(..event::BOM.len());
-    }
-    let first_line = event::lines(&first)
-        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .unwrap_or(&[]);
-    let streaming = n == CHUNK && event::is_complete_doc(first_line);
+    let bar = input::progress_bar(size);
+    let (first, streaming) = input::peek(&mut file).map_err(io)?;
 
     let pool = (threads > 1).then(|| {
         rayon::ThreadPoolBuilder::new()
@@ -317,14 +293,14 @@ fn run(
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(threads * 2);
         let read_result = std::thread::scope(|sc| {
             let reader = sc.spawn(|| {
-                let r = feed_chunks(&mut file, first, &tx, bar.as_ref());
+                let r = input::feed_chunks(&mut file, first, &tx, bar.as_ref());
                 drop(tx);
                 r
             });
             match &pool {
                 None => {
                     let mut w = Worker::new(0, adm, &params, &budget);
-                    while let Some(batch) = next_batch(&rx, BATCH_CHUNKS_PER_THREAD) {
+                    while let Some(batch) = input::next_batch(&rx, BATCH_CHUNKS_PER_THREAD) {
                         w.chunks(&batch);
                     }
                     results.push(w.finish());
@@ -333,7 +309,9 @@ fn run(
                     let mut workers: Vec<Worker<'_>> = (0..threads * TASKS_PER_THREAD)
                         .map(|i| Worker::new(i, adm, &params, &budget))
                         .collect();
-                    while let Some(batch) = next_batch(&rx, threads * BATCH_CHUNKS_PER_THREAD) {
+                    while let Some(batch) =
+                        input::next_batch(&rx, threads * BATCH_CHUNKS_PER_THREAD)
+                    {
                         let (r, m) = routed_batch(pool, &batch, &mut workers);
                         rejected.merge(&r);
                         max_ts = later(max_ts, m);
@@ -373,18 +351,6 @@ fn later(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// Up to `n` chunks, waiting for each; `None` once the file is all read.
-fn next_batch(rx: &mpsc::Receiver<Vec<u8>>, n: usize) -> Option<Vec<Vec<u8>>> {
-    let mut batch = Vec::with_capacity(n);
-    while batch.len() < n {
-        match rx.recv() {
-            Ok(c) => batch.push(c),
-            Err(_) => break,
-        }
-    }
-    (!batch.is_empty()).then_some(batch)
 }
 
 /// One batch on several threads, in two phases as the daemon's consumer
@@ -501,49 +467,4 @@ fn measure_all(
     };
     measure::sort_scopes(&mut out);
     out
-}
-
-/// Appends up to [`CHUNK`] bytes of `f` to `buf` (fewer only at the end
-/// of the file), read into its spare capacity: neither zeroed first nor
-/// copied after. Returns how many.
-fn read_chunk(f: &mut File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    f.take(CHUNK as u64).read_to_end(buf)
-}
-
-/// Sends the file in chunks that end at a line end, each read landing
-/// straight after the tail the last chunk carried over.
-fn feed_chunks(
-    file: &mut File,
-    mut carry: Vec<u8>,
-    tx: &mpsc::SyncSender<Vec<u8>>,
-    bar: Option<&indicatif::ProgressBar>,
-) -> std::io::Result<()> {
-    if let Some(b) = bar {
-        b.inc(carry.len() as u64);
-    }
-    loop {
-        let mut buf = Vec::with_capacity(carry.len() + CHUNK);
-        buf.extend_from_slice(&carry);
-        let start = buf.len();
-        let n = read_chunk(file, &mut buf)?;
-        if let Some(b) = bar {
-            b.inc(n as u64);
-        }
-        if n == 0 {
-            if !buf.is_empty() {
-                let _ = tx.send(buf);
-            }
-            return Ok(());
-        }
-        // Cut at the last newline; the tail moves on. (The carried tail
-        // holds none: a line longer than a chunk is carried on whole.)
-        match buf[start..].iter().rposition(|&b| b == b'\n') {
-            Some(i) => {
-                carry = buf[start + i + 1..].to_vec();
-                buf.truncate(start + i + 1);
-                let _ = tx.send(buf);
-            }
-            None => carry = buf,
-        }
-    }
 }

@@ -1,7 +1,9 @@
 //! The report document of SPEC §8 (JSON and a table for people); the
-//! `report` command that makes one from a file is in `file`.
+//! `report` command that makes one from a file is in `file` (its input
+//! side in `input`).
 
 mod file;
+mod input;
 mod json;
 
 pub use file::{report_file, report_file_with};
