@@ -62,7 +62,11 @@ pub async fn run(
     }
     if opts.fresh {
         let n = checkpoint::discard(&*store)?;
-        tracing::warn!(store = %store.describe(), checkpoints = n, "--fresh: discarded every task checkpoint");
+        if n > 0 {
+            tracing::warn!(store = %store.describe(), checkpoints = n, "--fresh: discarded every task checkpoint");
+        } else {
+            tracing::info!(store = %store.describe(), "--fresh: no task checkpoint to discard");
+        }
     }
     // Fail fast: a daemon that can never checkpoint would consume without
     // ever committing.

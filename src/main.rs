@@ -31,7 +31,7 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -60,10 +60,12 @@ enum Cmd {
         /// HTTP listen address ADDR:PORT (overrides http.listen).
         #[arg(long)]
         listen: Option<String>,
-        /// Snapshot directory (overrides state.dir).
+        /// Directory of the task checkpoints when state.url is not set
+        /// (overrides state.dir).
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        /// Discard existing snapshots and start with empty state.
+        /// Discard every task checkpoint in the state store and start with
+        /// empty state.
         #[arg(long)]
         fresh: bool,
     },
@@ -81,7 +83,7 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// Add each scope's `daily` series (one row per day of the criteria
-        /// window) to the JSON.
+        /// window) to the JSON (`--format json` only).
         #[arg(long)]
         daily: bool,
         /// With markdown or html: only this connector's evidence pack.
@@ -222,6 +224,13 @@ fn real_main() -> anyhow::Result<()> {
             let pack = matches!(format, Format::Markdown | Format::Html);
             if connector.is_some() && !pack {
                 anyhow::bail!("--connector goes with --format markdown or html");
+            }
+            // The table has no place for it, and the evidence packs always
+            // show it: only JSON changes, so say so rather than ignore it.
+            if daily && format != Format::Json {
+                anyhow::bail!(
+                    "--daily goes with --format json (markdown and html always show the daily series)"
+                );
             }
             let made_at = daemon::wall_clock();
             let r = report::report_file_with(&input, &cfg, now, made_at, threads, pack || daily)?;

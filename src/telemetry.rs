@@ -56,15 +56,15 @@ impl SelfMetrics {
         .expect("valid metric");
         let last_checkpoint = Gauge::new(
             "connector_ga_last_checkpoint_timestamp_seconds",
-            "Unix time of the last snapshot written (or restored); the process start time until then.",
+            "Unix time of the last task checkpoint written (or restored); the process start time until then.",
         )
         .expect("valid metric");
         // Never 0: `time() - this` then grows from the start even when no
-        // snapshot ever succeeds, and a staleness alert needs no `> 0` guard.
+        // checkpoint ever succeeds, and a staleness alert needs no `> 0` guard.
         last_checkpoint.set(wall_clock() as f64 / 1e6);
         let checkpoint_failures = IntCounter::new(
             "connector_ga_checkpoint_failures_total",
-            "Snapshots that could not be written (each is retried at the next interval).",
+            "Task checkpoints that could not be written (each is retried at the next interval).",
         )
         .expect("valid metric");
         let http_connections = IntGauge::new(

@@ -9,6 +9,25 @@ use super::{key_err, Config, ConfigError};
 
 /// The environment variable prefix: `CONNECTOR_GA__CRITERIA__WINDOW_DAYS=7`.
 pub const ENV_PREFIX: &str = "CONNECTOR_GA";
+
+/// The prefix of a `[kafka.properties]` entry set from the environment:
+/// `CONNECTOR_GA__KAFKA__PROPERTIES__SASL_PASSWORD` sets `sasl.password`.
+pub const ENV_PROPERTY_PREFIX: &str = "CONNECTOR_GA__KAFKA__PROPERTIES__";
+
+/// The librdkafka property an environment variable after
+/// [`ENV_PROPERTY_PREFIX`] names: lower case, each `_` a `.`
+/// (`SASL_PASSWORD` → `sasl.password`; a `.` written as such also works,
+/// where the shell allows it).
+///
+/// Why not through the `config` crate like every other key: it splits a
+/// key at each `.`, so `sasl.password` would become a table `sasl` with a
+/// key `password`; and a shell or systemd variable name cannot hold a `.`
+/// at all. librdkafka's property names are dotted words, and the few with
+/// an `_` (`ssl_key`, …) are pointers set through its C API, not strings,
+/// so `_` → `.` loses nothing.
+pub fn property_of_env(rest: &str) -> String {
+    rest.to_ascii_lowercase().replace('_', ".")
+}
 /// Makes a message one line: the `config` crate's TOML errors draw the
 /// offending line with a caret over several lines and end in " in FILE";
 /// keep the position and the reason.
@@ -67,7 +86,9 @@ impl Config {
         }
         let env_map: config::Map<String, String> = env
             .iter()
-            .filter(|&(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .filter(|&(k, _)| {
+                k.starts_with(&format!("{ENV_PREFIX}__")) && !k.starts_with(ENV_PROPERTY_PREFIX)
+            })
             .cloned()
             .collect();
         b = b.add_source(
@@ -115,6 +136,23 @@ impl Config {
             })?;
         }
         let mut cfg = Self::from_raw(raw)?;
+        // After the file, before nothing else: no flag sets a property.
+        for (k, v) in &env {
+            if let Some(rest) = k.strip_prefix(ENV_PROPERTY_PREFIX) {
+                if rest.is_empty() || rest.starts_with('_') || rest.ends_with('_') {
+                    return Err(ConfigError::Env {
+                        var: k.clone(),
+                        msg: format!(
+                            "names no librdkafka property: write it after `{ENV_PROPERTY_PREFIX}` \
+                             with `_` for each `.`, e.g. {ENV_PROPERTY_PREFIX}SASL_PASSWORD"
+                        ),
+                    });
+                }
+                cfg.kafka
+                    .properties
+                    .insert(property_of_env(rest), v.clone());
+            }
+        }
         cfg.source = path.map(Path::to_path_buf);
         Ok(cfg)
     }

@@ -16,8 +16,10 @@ use crate::engine::classify::Fault;
 #[serde(deny_unknown_fields, default)]
 pub struct CriteriaConfig {
     /// Days in the criteria window. Default 30.
+    #[serde(deserialize_with = "whole")]
     pub window_days: u32,
     /// Below this many eligible requests a measured criterion is undecided. Default 1000.
+    #[serde(deserialize_with = "whole")]
     pub min_eligible_requests: u64,
     /// Availability threshold (>=). Default 0.9995.
     pub availability: f64,
@@ -30,10 +32,13 @@ pub struct CriteriaConfig {
     /// Success rate the exception path needs (>=). Default 0.50.
     pub exception_success_rate: f64,
     /// Calendar months in preview before the exception applies. Default 6.
+    #[serde(deserialize_with = "whole")]
     pub exception_preview_months: u32,
     /// Distinct users needed in each of the last 3 weeks (>=). Default 500.
+    #[serde(deserialize_with = "whole")]
     pub weekly_active_users: u64,
     /// Distinct connections needed in the last 30 days (>=). Default 50.
+    #[serde(deserialize_with = "whole")]
     pub monthly_active_connections: u64,
     /// `ga` or `isv`. Default `ga`.
     #[serde(deserialize_with = "choice")]
@@ -42,8 +47,10 @@ pub struct CriteriaConfig {
     #[serde(deserialize_with = "choice")]
     pub unattributed_failure_origin: Fault,
     /// Days of state kept; older events are rejected `too_old`. Default 35.
+    #[serde(deserialize_with = "whole")]
     pub retention_days: u32,
     /// How far ahead of the wall clock an event may be. Default 300.
+    #[serde(deserialize_with = "whole")]
     pub max_future_skew_seconds: u64,
     /// Extra ratio windows for dashboards. Default ["1h", "1d", "7d", "30d"].
     pub windows: Vec<String>,
@@ -114,6 +121,7 @@ pub struct KafkaConfig {
     /// Where rejected events are copied, with a `reason` header. Default: none.
     pub dead_letter_topic: Option<String>,
     /// Decode threads; 0 means one per CPU core. Default 0.
+    #[serde(deserialize_with = "whole")]
     pub workers: usize,
     /// SPEC §12: producers key every record by its connector id, so a
     /// connector's events are in one partition and the members aggregate
@@ -147,17 +155,21 @@ pub struct HttpConfig {
     pub listen: String,
     /// Most open client connections. Past it, a new connection closes the
     /// oldest one not serving a request. Default 256.
+    #[serde(deserialize_with = "whole")]
     pub max_connections: usize,
     /// Seconds a connection may take to send a complete request head, from
     /// its opening or from the end of its previous response (so it is also
     /// the keep-alive idle limit). Default 10.
+    #[serde(deserialize_with = "whole")]
     pub header_read_timeout_seconds: u64,
     /// Seconds without a byte read or written, in any state (e.g. a client
     /// that stops reading its response), before a connection is closed.
     /// Default 60.
+    #[serde(deserialize_with = "whole")]
     pub idle_timeout_seconds: u64,
     /// Most requests rendered on demand at once (`/` and anything not
     /// served from the background rendering); more get 503. Default 2.
+    #[serde(deserialize_with = "whole")]
     pub max_concurrent_renders: usize,
 }
 
@@ -177,18 +189,21 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// Directory of snapshots. Default `./state`.
+    /// Directory of the task checkpoints when `url` is unset. Default `./state`.
     pub dir: PathBuf,
     /// The state store as an object store (or `file://` directory) URL:
     /// `az://container/prefix`, `s3://bucket/prefix`, `gs://bucket/prefix`.
     /// When set, `dir` is not the state store. Default: none.
     pub url: Option<String>,
-    /// Seconds between snapshots. Default 10.
+    /// Seconds between task checkpoints. Default 10.
+    #[serde(deserialize_with = "whole")]
     pub checkpoint_interval_seconds: u64,
     /// Most (connector, cloud) scopes kept; events of further scopes are
     /// rejected `series_limit`. Default 10000.
+    #[serde(deserialize_with = "whole")]
     pub max_series: usize,
     /// Most connections tracked per scope for the SLO. Default 100000.
+    #[serde(deserialize_with = "whole")]
     pub max_connections_per_scope: usize,
 }
 
@@ -283,4 +298,48 @@ fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::
             "{s} is not a date: write a TOML date YYYY-MM-DD such as 2026-03-01, without a time"
         ))
         })
+}
+
+/// A whole number, refusing a fractional one (the `config` crate would
+/// round `1.5` to 2 without a word) and a negative one. A quoted number
+/// (every environment variable is a string) is read as the number.
+fn whole<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::{Error, Visitor};
+    struct Whole;
+    impl Visitor<'_> for Whole {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v)
+                .map_err(|_| E::custom(format!("{v} is negative: a whole number >= 0 is expected")))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
+            // 2^64 as an f64: every whole f64 below it fits a u64.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::custom(format!("{v} is not a whole number >= 0")))
+            }
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<u64, E> {
+            match v.trim().parse::<u64>() {
+                Ok(n) => Ok(n),
+                Err(_) => match v.trim().parse::<f64>() {
+                    Ok(f) => self.visit_f64(f),
+                    Err(_) => Err(E::custom(format!("{v:?} is not a whole number"))),
+                },
+            }
+        }
+    }
+    let v = d.deserialize_any(Whole)?;
+    T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is too large")))
 }

@@ -155,3 +155,108 @@ fn missing_file_is_an_error() {
     .unwrap_err();
     assert!(e.to_string().contains("/nonexistent/x.toml"));
 }
+
+/// Regression: a librdkafka property could not be set from the
+/// environment. The `config` crate splits keys at `.`, so
+/// `…__PROPERTIES__SASL.PASSWORD` became a table, and `SASL_PASSWORD` an
+/// unknown property `sasl_password`.
+#[test]
+fn kafka_properties_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[kafka.properties]\n\"sasl.username\" = \"file-user\"\n\"sasl.password\" = \"file\"\n",
+    )
+    .unwrap();
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let c = Config::load_with_env(
+        Some(&p),
+        &Overrides::default(),
+        env(&[
+            ("CONNECTOR_GA__KAFKA__PROPERTIES__SASL_PASSWORD", "s3cret"),
+            (
+                "CONNECTOR_GA__KAFKA__PROPERTIES__SSL.CA.LOCATION",
+                "/ca.pem",
+            ),
+            ("CONNECTOR_GA__KAFKA__BROKERS", "k:9092"),
+        ]),
+    )
+    .unwrap();
+    let props: Vec<(&str, &str)> = c
+        .kafka
+        .properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // The environment overrides the file; the file's other entry stays.
+    assert_eq!(
+        props,
+        [
+            ("sasl.password", "s3cret"),
+            ("sasl.username", "file-user"),
+            ("ssl.ca.location", "/ca.pem"),
+        ]
+    );
+    assert_eq!(c.kafka.brokers, "k:9092");
+    for bad in [
+        "CONNECTOR_GA__KAFKA__PROPERTIES__",
+        "CONNECTOR_GA__KAFKA__PROPERTIES___X",
+    ] {
+        let e = Config::load_with_env(Some(&p), &Overrides::default(), env(&[(bad, "v")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(bad) && e.contains("SASL_PASSWORD") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+}
+
+/// Regression: the `config` crate rounds a fractional value of an
+/// integer key (`min_eligible_requests = 1.5` became 2) without a word.
+#[test]
+fn integer_keys_refuse_fractions() {
+    for (toml, key) in [
+        (
+            "[criteria]\nmin_eligible_requests = 1.5\n",
+            "criteria.min_eligible_requests",
+        ),
+        (
+            "[criteria]\nweekly_active_users = 0.5\n",
+            "criteria.weekly_active_users",
+        ),
+        ("[criteria]\nwindow_days = -30\n", "criteria.window_days"),
+        ("[kafka]\nworkers = \"two\"\n", "kafka.workers"),
+    ] {
+        let e = err(toml);
+        assert!(e.contains(key) && !e.contains('\n'), "{toml}: {e}");
+    }
+    // Whole numbers, also written as floats or quoted, are read as such.
+    let c = Config::from_toml(
+        "[criteria]\nmin_eligible_requests = 20.0\nweekly_active_users = \"7\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.criteria.min_eligible_requests, 20);
+    assert_eq!(c.criteria.weekly_active_users, 7);
+    let e = err("[criteria]\nwindow_days = 5000000000\n");
+    assert!(
+        e.contains("criteria.window_days") && e.contains("too large"),
+        "{e}"
+    );
+}
+
+/// Regression: `window_days = 0` was refused as if retention were short.
+#[test]
+fn window_days_zero_is_named_as_such() {
+    let e = err("[criteria]\nwindow_days = 0\nretention_days = 60\n");
+    assert!(
+        e.contains("criteria.window_days") && e.contains("at least 1"),
+        "{e}"
+    );
+}

@@ -92,8 +92,14 @@ impl Config {
             ));
         }
         // Week 2 and the 30-day MAC window must fit in retention.
+        if c.window_days == 0 {
+            return Err(key_err(
+                "criteria.window_days",
+                "0 is no window: it must be at least 1 (UTC days)",
+            ));
+        }
         let needed = c.window_days.max(30).max(21);
-        if c.window_days == 0 || needed > c.retention_days {
+        if needed > c.retention_days {
             return Err(key_err(
                 "criteria.window_days",
                 format!(

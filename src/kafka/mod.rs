@@ -70,8 +70,9 @@ pub struct KafkaHandle {
     pub stop: Arc<AtomicBool>,
 }
 
-/// The librdkafka settings of the consumer (and of the dead-letter
-/// producer, minus the consumer-only keys).
+/// The librdkafka settings of the consumer (and of the producers: dead
+/// letters, the re-key stage), `[kafka.properties]` last, each to the
+/// clients it applies to.
 pub fn client_config(cfg: &Config, consumer: bool) -> ClientConfig {
     let k = &cfg.kafka;
     let mut c = ClientConfig::new();
@@ -97,11 +98,88 @@ pub fn client_config(cfg: &Config, consumer: bool) -> ClientConfig {
     } else {
         c.set("linger.ms", "5").set("compression.type", "lz4");
     }
+    // `[kafka.properties]` go to every client but those that would only
+    // warn about them: librdkafka logs a CONFWARN for each consumer-only
+    // property a producer is given, on every start (and the reverse).
+    let other_side = if consumer {
+        PRODUCER_ONLY
+    } else {
+        CONSUMER_ONLY
+    };
     for (key, v) in &k.properties {
-        c.set(key, v);
+        if !other_side.contains(&key.as_str()) {
+            c.set(key, v);
+        }
     }
     c
 }
+
+/// librdkafka's global and topic properties of scope `C` (consumer only),
+/// from its `CONFIGURATION.md` (2.12), callbacks left out.
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// librdkafka's global and topic properties of scope `P` (producer only),
+/// from the same table.
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "partitioner",
+];
 
 /// Sends one record, waiting out a full producer queue (the producer's
 /// thread drains it) with `pause` between tries: forever when `tries` is
@@ -141,6 +219,30 @@ mod tests {
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::Producer;
+
+    /// Regression: the example config's `session.timeout.ms` reached the
+    /// dead-letter producer, and librdkafka warned about it on every
+    /// start. Each side gets the properties of its scope and the shared
+    /// ones.
+    #[test]
+    fn properties_go_to_the_clients_they_apply_to() {
+        let mut cfg = Config::default();
+        for (k, v) in [
+            ("session.timeout.ms", "45000"),
+            ("linger.ms", "50"),
+            ("sasl.password", "x"),
+        ] {
+            cfg.kafka.properties.insert(k.into(), v.into());
+        }
+        let consumer = client_config(&cfg, true);
+        let producer = client_config(&cfg, false);
+        assert_eq!(consumer.get("session.timeout.ms"), Some("45000"));
+        assert_eq!(consumer.get("linger.ms"), None);
+        assert_eq!(consumer.get("sasl.password"), Some("x"));
+        assert_eq!(producer.get("session.timeout.ms"), None);
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        assert_eq!(producer.get("sasl.password"), Some("x"));
+    }
 
     /// A producer whose queue holds one record.
     fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {

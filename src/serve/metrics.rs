@@ -277,7 +277,7 @@ impl Writer {
                                 ("window", &label),
                                 ("percentile", &pct),
                             ],
-                            ms / 1000.0,
+                            seconds_of_ms(ms),
                         );
                     }
                 }
@@ -434,6 +434,23 @@ fn escape_help(h: &str) -> String {
     h.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
+/// Milliseconds as seconds, spelled as the milliseconds were: the decimal
+/// point moved three places. `180.223 / 1000.0` is
+/// `0.18022300000000002` in binary floating point, because 180.223 itself
+/// is not exact; the nearest double to `180.223e-3` prints `0.180223`.
+///
+/// A whole number of microseconds (every HDR value, most event values) is
+/// found without formatting: each render writes this for every percentile
+/// of every window of every scope.
+fn seconds_of_ms(ms: f64) -> f64 {
+    let us = (ms * 1000.0).round();
+    if us / 1000.0 == ms {
+        // Both exact or correctly rounded: the double nearest us × 10^-6.
+        return us / 1e6;
+    }
+    format!("{ms}e-3").parse().unwrap_or(ms / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,5 +470,24 @@ mod tests {
         w.family("x_total", "h", Kind::Counter);
         let s = w.finish();
         assert!(s.starts_with("# HELP x h\n# TYPE x counter\n") && s.ends_with("# EOF\n"));
+    }
+
+    /// Regression: latencies printed with binary noise
+    /// (`0.18022300000000002` for 180.223 ms).
+    #[test]
+    fn latency_seconds_print_as_the_milliseconds_were_written() {
+        for (ms, want) in [
+            (180.223, "0.180223"),
+            (1.0, "0.001"),
+            (0.5, "0.0005"),
+            (0.001, "0.000001"),
+            (120000.0, "120"),
+            (0.3, "0.0003"),
+            // Below a microsecond: the formatting path.
+            (0.1234567, "0.0001234567"),
+            (2.0000001, "0.0020000001"),
+        ] {
+            assert_eq!(seconds_of_ms(ms).to_string(), want, "{ms}");
+        }
     }
 }

@@ -26,6 +26,8 @@ pub enum DemoError {
     Loadgen(#[from] loadgen::LoadgenError),
     #[error(transparent)]
     Daemon(#[from] app::DaemonError),
+    #[error("cannot create the demo's state directory: {0}")]
+    StateDir(std::io::Error),
 }
 
 pub struct DemoOptions {
@@ -41,9 +43,22 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let mock = MockCluster::new(1)?;
     mock.create_topic(TOPIC, 8, 1)?;
     let brokers = mock.bootstrap_servers();
-    let state_dir = opts.state_dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("connector-ga-demo-{}", std::process::id()))
-    });
+    // Without a directory given, one of its own, removed when the demo
+    // ends (each run used to leave one behind in the temp directory).
+    let own_dir = match opts.state_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("connector-ga-demo-")
+                .tempdir()
+                .map_err(DemoError::StateDir)?,
+        ),
+    };
+    let state_dir = match (&opts.state_dir, &own_dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => unreachable!("made above"),
+    };
     let mut cfg = Config::from_toml(include_str!("../../config/demo.toml"))?;
     let ov = Overrides {
         brokers: Some(brokers.clone()),
@@ -82,9 +97,13 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         None => format!("http://{}/", opts.listen),
     };
     println!("connector-ga-exporter demo: open {url}  (metrics: {url}metrics, JSON: {url}api/v1/criteria); Ctrl-C stops");
-    let r = app::run(cfg, RunOptions { fresh: true }, app::shutdown_signal()).await;
+    // A directory given may hold an earlier demo's checkpoints, whose
+    // offsets this new mock cluster does not have: start it over.
+    let fresh = own_dir.is_none();
+    let r = app::run(cfg, RunOptions { fresh }, app::shutdown_signal()).await;
     stop.store(true, Ordering::Relaxed);
     let _ = live.join();
     drop(mock);
+    drop(own_dir);
     Ok(r?)
 }

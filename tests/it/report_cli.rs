@@ -192,6 +192,26 @@ fn unknown_config_key_is_named() {
     assert!(out.stdout.is_empty());
 }
 
+/// Regression: `--daily` with the table (or an evidence pack) was
+/// silently ignored.
+#[test]
+fn daily_without_json_is_refused() {
+    for format in ["table", "markdown", "html"] {
+        let out = report(&[
+            "--input",
+            data("small.ndjson").to_str().unwrap(),
+            "--format",
+            format,
+            "--daily",
+        ]);
+        assert!(!out.status.success(), "{format}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--daily goes with --format json"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn table_has_every_scope_and_its_status() {
     let out = report(&[
