@@ -153,6 +153,7 @@ impl Config {
                     .insert(property_of_env(rest), v.clone());
             }
         }
+        cfg.check_properties()?;
         cfg.source = path.map(Path::to_path_buf);
         Ok(cfg)
     }

@@ -260,3 +260,35 @@ fn window_days_zero_is_named_as_such() {
         "{e}"
     );
 }
+
+/// Properties the daemon sets itself are refused, from the file and from
+/// the environment, naming the property and what to use instead.
+#[test]
+fn owned_kafka_properties_are_refused() {
+    let e = err("[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"\n");
+    assert!(
+        e.contains("kafka.properties.\"enable.auto.offset.store\"")
+            && e.contains("checkpoint")
+            && !e.contains('\n'),
+        "{e}"
+    );
+    let e = err("[kafka.properties]\n\"group.id\" = \"x\"\n");
+    assert!(e.contains("kafka.group_id"), "{e}");
+    let e = Config::load_with_env(
+        None,
+        &Overrides::default(),
+        vec![(
+            "CONNECTOR_GA__KAFKA__PROPERTIES__PARTITION_ASSIGNMENT_STRATEGY".to_string(),
+            "range".to_string(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("partition.assignment.strategy") && e.contains("cooperative-sticky"),
+        "{e}"
+    );
+    // A property the daemon also sets but an operator may tune stays.
+    let c = Config::from_toml("[kafka.properties]\n\"auto.offset.reset\" = \"latest\"\n").unwrap();
+    assert_eq!(c.kafka.properties["auto.offset.reset"], "latest");
+}

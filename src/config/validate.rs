@@ -65,7 +65,48 @@ pub const MAX_HTTP_CONNECTIONS: usize = 65_536;
 pub const MAX_HTTP_TIMEOUT_SECONDS: u64 = 3600;
 pub const MAX_CONCURRENT_RENDERS: usize = 64;
 
+/// librdkafka properties the daemon sets itself, and what to use instead:
+/// given in `[kafka.properties]` (applied last) they would silently undo
+/// what SPEC §12 rests on.
+const OWNED_PROPERTIES: [(&str, &str); 8] = [
+    ("bootstrap.servers", "set `kafka.brokers` (or --brokers)"),
+    ("metadata.broker.list", "set `kafka.brokers` (or --brokers)"),
+    ("group.id", "set `kafka.group_id` (or --group)"),
+    ("group.instance.id", "set `kafka.group_instance_id`"),
+    (
+        "enable.auto.offset.store",
+        "the daemon stores an offset only once its task's checkpoint is written",
+    ),
+    (
+        "enable.auto.commit",
+        "the daemon commits the offsets it stored after each checkpoint",
+    ),
+    (
+        "partition.assignment.strategy",
+        "the daemon needs cooperative-sticky (incremental) assignment",
+    ),
+    (
+        "transactional.id",
+        "the re-key stage's producer is idempotent, not transactional",
+    ),
+];
+
 impl Config {
+    /// Refuses a `[kafka.properties]` entry the daemon owns (see
+    /// [`OWNED_PROPERTIES`]); also called after the environment's entries
+    /// are added (`load`).
+    pub(super) fn check_properties(&self) -> Result<(), ConfigError> {
+        for k in self.kafka.properties.keys() {
+            if let Some((_, instead)) = OWNED_PROPERTIES.iter().find(|(p, _)| p == k) {
+                return Err(key_err(
+                    &format!("kafka.properties.\"{k}\""),
+                    format!("is set by the daemon: {instead}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.criteria;
         for (k, v) in [
@@ -160,6 +201,7 @@ impl Config {
         if self.kafka.group_id.is_empty() {
             return Err(key_err("kafka.group_id", "is empty"));
         }
+        self.check_properties()?;
         if let Some(u) = &self.state.url {
             check_state_url(u).map_err(|m| key_err("state.url", m))?;
         }
