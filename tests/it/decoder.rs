@@ -99,6 +99,88 @@ fn duplicate_keys_reject_that_object_only() {
     }
 }
 
+/// Regression: sonic-rs skips a nested value by recursion with no limit,
+/// and a line of 100,000 `[` overflowed the stack (`report` aborted).
+/// Depth alone decides nothing: a deep line that is not JSON (unclosed) or
+/// not an event is one `malformed_json`, the line alone; a deep value in
+/// an ignored field of a valid event is valid JSON, skipped.
+#[test]
+fn deep_nesting_is_malformed_not_a_crash() {
+    let deep = |n: usize| "[".repeat(n);
+    let balanced = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let with_extra = |v: &str| format!(r#"{{"ts":1,"connector":"b","extra":{v}}}"#);
+    let cases: Vec<(String, Vec<Got>)> = vec![
+        (deep(100_000), vec![Err(MalformedJson)]),
+        (
+            format!("{A}\n{}\n{C}", deep(100_000)),
+            vec![ok("a"), Err(MalformedJson), ok("c")],
+        ),
+        (
+            format!("{A}\n{}\n{C}", balanced(100_000)),
+            vec![ok("a"), Err(MalformedJson), ok("c")],
+        ),
+        (
+            format!("{A}\n{}\n{C}", with_extra(&deep(100_000))),
+            vec![ok("a"), Err(MalformedJson), ok("c")],
+        ),
+        // Objects nest too.
+        (
+            format!("{A}\n{}\n{C}", with_extra(&r#"{"k":"#.repeat(100_000))),
+            vec![ok("a"), Err(MalformedJson), ok("c")],
+        ),
+        // Closed, in an ignored field: valid JSON, a valid event.
+        (
+            format!("{A}\n{}\n{C}", with_extra(&balanced(100))),
+            vec![ok("a"), ok("b"), ok("c")],
+        ),
+        // Brackets inside a string are text, not nesting.
+        (
+            format!("{A}\n{}\n{C}", with_extra(&format!("\"{}\"", deep(1_000)))),
+            vec![ok("a"), ok("b"), ok("c")],
+        ),
+        (
+            format!("{A}\n{}\n{C}", with_extra(&balanced(100_000))),
+            vec![ok("a"), ok("b"), ok("c")],
+        ),
+    ];
+    for (input, want) in &cases {
+        let shown = &input[..input.len().min(80)];
+        assert_eq!(&decode(input.as_bytes()), want, "{shown}");
+        assert_eq!(&decode_lines(input.as_bytes()), want, "{shown}");
+    }
+    // And through `report`, which reads a small file whole on the calling
+    // thread, the one that overflowed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.ndjson");
+    let text = format!(
+        "{}\n{}\n{}\n",
+        r#"{"ts":"2026-11-20T10:00:00Z","connector":"c","status":200}"#,
+        balanced(100_000),
+        r#"{"ts":"2026-11-20T10:00:01Z","connector":"c","status":200}"#
+    );
+    std::fs::write(&path, text).unwrap();
+    let cfg = Config::from_toml("").unwrap();
+    for threads in [1, 2] {
+        let r = report::report_file(&path, &cfg, None, 0, threads).unwrap();
+        assert_eq!(
+            r.rejected.get(Reject::MalformedJson),
+            1,
+            "{threads} threads"
+        );
+        assert_eq!(r.rejected.total(), 1, "{threads} threads");
+        let all = r
+            .scopes
+            .iter()
+            .find(|s| s.measures.cloud_label() == "all")
+            .unwrap();
+        assert_eq!(
+            all.measures.criteria().counts.requests,
+            2,
+            "{threads} threads"
+        );
+    }
+}
+
 #[test]
 fn byte_order_mark_at_the_start_is_ignored() {
     let bom = "\u{feff}";

@@ -48,10 +48,42 @@ pub(super) fn parse_doc(bytes: &[u8]) -> Option<Doc<'_>> {
     if has_escape_or_control(bytes) {
         return None;
     }
+    if deeper_than(bytes, MAX_FAST_DEPTH) {
+        return None;
+    }
     let mut de = sonic_rs::Deserializer::from_str(text);
     let doc = DocSeed { lenient: false }.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(doc)
+}
+
+/// Nesting deeper than this goes to the `serde_json` path, whose recursion
+/// limit (128 levels) makes a deeper document `malformed_json`. sonic-rs
+/// skips a nested value by recursion with no limit: a line of ~80,000 `[`
+/// overflowed the stack (`report` aborted; the daemon would have crashed
+/// on the message at every restart).
+const MAX_FAST_DEPTH: usize = 64;
+
+/// Whether arrays and objects nest more than `limit` deep in `bytes`,
+/// which hold no backslash (checked first), so every `"` opens or closes
+/// a string. Only documents the scan refused come here.
+fn deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    for &b in bytes {
+        match b {
+            b'"' => in_string = !in_string,
+            b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether `bytes` hold a backslash or a byte below 0x20.
