@@ -22,14 +22,19 @@ pub struct CriteriaConfig {
     #[serde(deserialize_with = "whole")]
     pub min_eligible_requests: u64,
     /// Availability threshold (>=). Default 0.9995.
+    #[serde(deserialize_with = "number")]
     pub availability: f64,
     /// SLO threshold: share of connections meeting the SLA bar (>=). Default 0.995.
+    #[serde(deserialize_with = "number")]
     pub slo: f64,
     /// The SLA bar one connection's availability must reach (>=). Default 0.9995.
+    #[serde(deserialize_with = "number")]
     pub sla_availability: f64,
     /// Success rate threshold (strictly >). Default 0.80.
+    #[serde(deserialize_with = "number")]
     pub success_rate: f64,
     /// Success rate the exception path needs (>=). Default 0.50.
+    #[serde(deserialize_with = "number")]
     pub exception_success_rate: f64,
     /// Calendar months in preview before the exception applies. Default 6.
     #[serde(deserialize_with = "whole")]
@@ -83,7 +88,9 @@ impl Default for CriteriaConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct ConnectorToml {
+    #[serde(deserialize_with = "flag")]
     backend_in_production: bool,
+    #[serde(deserialize_with = "flag")]
     support_model_attested: bool,
     #[serde(deserialize_with = "date")]
     preview_since: Option<NaiveDate>,
@@ -126,6 +133,7 @@ pub struct KafkaConfig {
     /// SPEC §12: producers key every record by its connector id, so a
     /// connector's events are in one partition and the members aggregate
     /// the input partitions directly. Default false.
+    #[serde(deserialize_with = "flag")]
     pub input_keyed_by_connector: bool,
     /// Any librdkafka property, passed through (TLS, SASL, timeouts).
     pub properties: BTreeMap<String, String>,
@@ -342,4 +350,69 @@ where
     }
     let v = d.deserialize_any(Whole)?;
     T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is too large")))
+}
+
+/// `true` or `false` (also quoted, as an environment variable is), nothing
+/// else: the `config` crate would read `2`, `"yes"` or `"on"` as true,
+/// and an attested fact must not be set by a typo.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    use serde::de::{Error, Unexpected, Visitor};
+    struct Flag;
+    impl Visitor<'_> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<bool, E> {
+            match v.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
+            }
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<bool, E> {
+            Err(E::invalid_type(Unexpected::Signed(v), &self))
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<bool, E> {
+            Err(E::invalid_type(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<bool, E> {
+            Err(E::invalid_type(Unexpected::Float(v), &self))
+        }
+    }
+    d.deserialize_any(Flag)
+}
+
+/// A number (also quoted, as an environment variable is), never a boolean:
+/// the `config` crate would read `true` as 1.0.
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::de::{Error, Unexpected, Visitor};
+    struct Number;
+    impl Visitor<'_> for Number {
+        type Value = f64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<f64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+        }
+        fn visit_bool<E: Error>(self, v: bool) -> Result<f64, E> {
+            Err(E::invalid_type(Unexpected::Bool(v), &self))
+        }
+    }
+    d.deserialize_any(Number)
 }

@@ -292,3 +292,37 @@ fn owned_kafka_properties_are_refused() {
     let c = Config::from_toml("[kafka.properties]\n\"auto.offset.reset\" = \"latest\"\n").unwrap();
     assert_eq!(c.kafka.properties["auto.offset.reset"], "latest");
 }
+
+/// Regression: the `config` crate read `backend_in_production = 2` (or
+/// `"yes"`, `"on"`) as true and `availability = true` as 1.0.
+#[test]
+fn flags_and_thresholds_refuse_other_types() {
+    for (toml, key) in [
+        (
+            "[connectors.p1]\nbackend_in_production = 2\n",
+            "backend_in_production",
+        ),
+        (
+            "[connectors.p1]\nsupport_model_attested = \"yes\"\n",
+            "support_model_attested",
+        ),
+        (
+            "[kafka]\ninput_keyed_by_connector = \"on\"\n",
+            "kafka.input_keyed_by_connector",
+        ),
+        ("[criteria]\navailability = true\n", "criteria.availability"),
+        ("[criteria]\nslo = \"high\"\n", "criteria.slo"),
+    ] {
+        let e = err(toml);
+        assert!(e.contains(key) && !e.contains('\n'), "{toml}: {e}");
+    }
+    let c = Config::from_toml(
+        "[criteria]\navailability = 1\nslo = \"0.99\"\n[kafka]\ninput_keyed_by_connector = \"true\"\n\
+         [connectors.p1]\nbackend_in_production = true\n",
+    )
+    .unwrap();
+    assert_eq!(c.criteria.availability, 1.0);
+    assert_eq!(c.criteria.slo, 0.99);
+    assert!(c.kafka.input_keyed_by_connector);
+    assert!(c.connector("p1").unwrap().backend_in_production);
+}
