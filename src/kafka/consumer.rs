@@ -50,6 +50,11 @@ pub struct Consumer {
     pub(super) positions_at_error: BTreeMap<(String, i32), i64>,
 }
 
+/// How long shutdown waits for the final commit (see
+/// [`Consumer::final_commit_and_close`]): the service managers' stop
+/// timeouts are 10 s or more, and the checkpoints come first.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(4);
+
 /// Why the poll loop ended on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -156,12 +161,54 @@ impl Consumer {
             checkpoint_tasks(&self.inner, &mut refs, false).map_err(ConsumerError::Other)?;
             store_offsets(&self.consumer, owned.values());
         }
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            // Nothing stored yet (KafkaError NoOffset) is not a failure.
-            tracing::debug!(error = %e, "final commit");
-        }
+        self.final_commit_and_close();
         tracing::info!("consumer drained");
         Ok(())
+    }
+
+    /// Commits the stored offsets, then closes the consumer (leaving the
+    /// group), both bounded by [`FINAL_COMMIT_WAIT`].
+    ///
+    /// Why bounded: with every broker down (or a coordinator that stopped
+    /// answering), librdkafka's synchronous commit, and then its close,
+    /// each wait until the group session times out (`session.timeout.ms`,
+    /// 45 s by default): SIGTERM took 90 s and ended in an error, past the
+    /// 10 s a service manager is told to wait. Nothing is lost by giving
+    /// up: every task's offset is in its checkpoint, written just before,
+    /// which a restore resumes at whatever the group has committed; and a
+    /// group member that cannot reach its coordinator is timed out by it.
+    fn final_commit_and_close(self) {
+        let consumer = Arc::new(self.consumer);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = Arc::clone(&consumer);
+        let spawned = std::thread::Builder::new()
+            .name("final-commit".into())
+            .spawn(move || {
+                let r = c.commit_consumer_state(CommitMode::Sync);
+                let _ = tx.send(r);
+            });
+        let committed = match spawned.map(|_| rx.recv_timeout(FINAL_COMMIT_WAIT)) {
+            Ok(Ok(Ok(()))) => true,
+            // Nothing stored yet (KafkaError NoOffset) is not a failure.
+            Ok(Ok(Err(e))) => {
+                tracing::debug!(error = %e, "final commit");
+                true
+            }
+            Ok(Err(_)) | Err(_) => false,
+        };
+        if committed {
+            // The broker answered: closing (leaving the group) is quick.
+            drop(consumer);
+        } else {
+            tracing::warn!(
+                wait = ?FINAL_COMMIT_WAIT,
+                "no broker answered the final commit: exiting without leaving the group \
+                 (every task's offset is in its checkpoint)"
+            );
+            // Not closed: its close would wait out the session too. The
+            // process is about to exit.
+            std::mem::forget(consumer);
+        }
     }
 
     /// Polls up to [`MAX_BATCH`] messages; says whether an undecodable
