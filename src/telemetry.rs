@@ -5,7 +5,7 @@
 //! not here: they belong to tasks (SPEC §12: counted where decided, moving
 //! with the task), and are written from the tasks' views at render time.
 
-use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::engine::timeutil::Micros;
 
@@ -13,6 +13,10 @@ use crate::engine::timeutil::Micros;
 pub fn wall_clock() -> Micros {
     chrono::Utc::now().timestamp_micros()
 }
+
+/// The `reason` labels of `connector_ga_dead_letters_dropped_total`, each
+/// exported from the start (at 0) so that a rate over it is defined.
+pub const DEAD_LETTER_DROPS: [&str; 4] = ["too_large", "queue_full", "refused", "undelivered"];
 
 /// The daemon's own metrics.
 pub struct SelfMetrics {
@@ -23,6 +27,7 @@ pub struct SelfMetrics {
     pub kafka_connected: IntGauge,
     pub last_checkpoint: Gauge,
     pub checkpoint_failures: IntCounter,
+    pub dead_letters_dropped: IntCounterVec,
     pub http_connections: IntGauge,
     pub http_evicted: IntCounter,
     pub http_shed: IntCounter,
@@ -67,6 +72,17 @@ impl SelfMetrics {
             "Task checkpoints that could not be written (each is retried at the next interval).",
         )
         .expect("valid metric");
+        let dead_letters_dropped = IntCounterVec::new(
+            Opts::new(
+                "connector_ga_dead_letters_dropped_total",
+                "Rejected events whose copy never reached kafka.dead_letter_topic, by why: too_large (over the producer's message.max.bytes), queue_full, refused (any other send error), undelivered (the broker did not take it: no such topic, timeout).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for r in DEAD_LETTER_DROPS {
+            dead_letters_dropped.with_label_values(&[r]).reset();
+        }
         let http_connections = IntGauge::new(
             "connector_ga_http_connections",
             "Open HTTP client connections.",
@@ -97,6 +113,7 @@ impl SelfMetrics {
             Box::new(kafka_connected.clone()),
             Box::new(last_checkpoint.clone()),
             Box::new(checkpoint_failures.clone()),
+            Box::new(dead_letters_dropped.clone()),
             Box::new(http_connections.clone()),
             Box::new(http_evicted.clone()),
             Box::new(http_shed.clone()),
@@ -113,6 +130,7 @@ impl SelfMetrics {
             kafka_connected,
             last_checkpoint,
             checkpoint_failures,
+            dead_letters_dropped,
             http_connections,
             http_evicted,
             http_shed,

@@ -4,29 +4,57 @@
 
 use std::time::Duration;
 
+use prometheus::IntCounterVec;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use crate::config::Config;
 use crate::engine::event::Reject;
 
 use super::{client_config, send_retrying, KafkaSetupError};
 
+/// Counts the copies the broker did not take: without it a dead-letter
+/// topic that does not exist, or a copy over the broker's size limit, lost
+/// copies with at most a log line.
+struct Delivery {
+    dropped: IntCounterVec,
+}
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = r {
+            self.dropped.with_label_values(&["undelivered"]).inc();
+            tracing::warn!(error = %e, "dead-letter copy not delivered; dropped");
+        }
+    }
+}
+
 /// The dead-letter producer, when a topic is configured.
 pub struct DeadLetters {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<Delivery>,
     topic: String,
+    dropped: IntCounterVec,
 }
 
 impl DeadLetters {
-    pub fn new(cfg: &Config) -> Result<Option<DeadLetters>, KafkaSetupError> {
+    pub fn new(
+        cfg: &Config,
+        dropped: &IntCounterVec,
+    ) -> Result<Option<DeadLetters>, KafkaSetupError> {
         match &cfg.kafka.dead_letter_topic {
             Some(t) if !t.is_empty() => Ok(Some(DeadLetters {
                 producer: client_config(cfg, false)
-                    .create()
+                    .create_with_context(Delivery {
+                        dropped: dropped.clone(),
+                    })
                     .map_err(KafkaSetupError::Client)?,
                 topic: t.clone(),
+                dropped: dropped.clone(),
             })),
             _ => Ok(None),
         }
@@ -84,12 +112,19 @@ impl DeadLetters {
             record = record.payload(raw);
         }
         // 50 tries 10 ms apart: at most ~500 ms, then the copy is dropped.
-        match send_retrying(&self.producer, record, Some(50), Duration::from_millis(10)) {
-            Ok(()) => {}
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                tracing::warn!("dead-letter queue full; copy dropped")
+        let why = match send_retrying(&self.producer, record, Some(50), Duration::from_millis(10)) {
+            Ok(()) => return,
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => "queue_full",
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                "too_large"
             }
-            Err(e) => tracing::warn!(error = %e, "dead-letter send failed"),
-        }
+            Err(_) => "refused",
+        };
+        self.dropped.with_label_values(&[why]).inc();
+        tracing::warn!(
+            why,
+            bytes = raw.map_or(0, <[u8]>::len),
+            "dead-letter copy dropped"
+        );
     }
 }

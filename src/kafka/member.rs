@@ -45,7 +45,7 @@ pub(super) struct Inner {
 
 impl Inner {
     pub(super) fn new(h: KafkaHandle) -> Result<Inner, KafkaSetupError> {
-        let dlq = DeadLetters::new(&h.cfg)?;
+        let dlq = DeadLetters::new(&h.cfg, &h.metrics.dead_letters_dropped)?;
         let workers = crate::config::threads_for(h.cfg.kafka.workers);
         let rekey = if h.cfg.kafka.input_keyed_by_connector {
             None

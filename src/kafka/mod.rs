@@ -25,7 +25,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 use crate::checkpoint::store::StateStore;
 use crate::config::Config;
@@ -186,8 +186,8 @@ const PRODUCER_ONLY: &[&str] = &[
 /// `None`, else at most `tries` times, after which the record is dropped
 /// and the `QueueFull` error returned. The policy is the caller's: the
 /// re-key stage must not lose an event, a dead-letter copy may be dropped.
-pub(crate) fn send_retrying<K, P>(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+pub(crate) fn send_retrying<K, P, C>(
+    producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'_, K, P>,
     tries: Option<u32>,
     pause: Duration,
@@ -195,6 +195,7 @@ pub(crate) fn send_retrying<K, P>(
 where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
+    C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()> + 'static,
 {
     let mut tried = 0u32;
     loop {
@@ -218,7 +219,7 @@ mod tests {
     use super::*;
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
     use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::Producer;
+    use rdkafka::producer::{DefaultProducerContext, Producer};
 
     /// Regression: the example config's `session.timeout.ms` reached the
     /// dead-letter producer, and librdkafka warned about it on every

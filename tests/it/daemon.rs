@@ -288,6 +288,68 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
     assert_eq!(got[2].0["reason"], "too_old");
     assert_eq!(got[2].0["index"], "1");
     assert_eq!(got[2].0["source_topic"], "ev");
+    // Every copy delivered: each drop reason is exported, at 0.
+    for why in ["too_large", "queue_full", "refused", "undelivered"] {
+        assert_eq!(
+            d.metric(
+                "connector_ga_dead_letters_dropped_total",
+                &[("reason", why)]
+            ),
+            Some(0.0),
+            "{why}"
+        );
+    }
+}
+
+/// Regression: a dead-letter copy over the producer's size limit
+/// (`message.max.bytes`, 1 MB by default; 1,000 bytes here) was lost
+/// with a log line and no count. The short copy still arrives.
+#[test]
+fn dead_letters_too_large_are_counted() {
+    let k = DeadLetterCluster::start("g-dlq-big");
+    std::fs::write(
+        &k.cfg,
+        std::fs::read_to_string(&k.cfg).unwrap()
+            + "\n[kafka.properties]\n\"message.max.bytes\" = \"1000\"\n",
+    )
+    .unwrap();
+    let ok = format!(
+        r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
+        iso(1)
+    );
+    let big = format!("{{broken {}", "x".repeat(1500));
+    produce(
+        &producer(&k.brokers),
+        "ev",
+        &[format!("{ok}\n{big}\n{ok}"), "{short".to_string()],
+    );
+    let d = Daemon::start(
+        &k.brokers,
+        "ev",
+        "g-dlq-big",
+        &k.cfg,
+        &k.dir.path().join("s"),
+        &[],
+    );
+    d.wait_for(|d| d.events_total("ev") == 4.0, "4 events read");
+    let dropped = |why: &str| {
+        d.metric(
+            "connector_ga_dead_letters_dropped_total",
+            &[("reason", why)],
+        )
+    };
+    assert_eq!(dropped("too_large"), Some(1.0));
+    assert_eq!(dropped("refused"), Some(0.0));
+    assert_eq!(
+        d.metric(
+            "connector_ga_events_rejected_total",
+            &[("reason", "malformed_json")]
+        ),
+        Some(2.0)
+    );
+    let got = k.dead_letters("dlq-big-reader", 1);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "{short");
 }
 
 #[test]
