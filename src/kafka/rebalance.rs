@@ -210,6 +210,9 @@ impl Ctx {
             }
         }
         h.tasks.remove(&ids);
+        if lost {
+            h.tasks.assignment_lost();
+        }
         for t in leaving {
             let _ = h
                 .metrics

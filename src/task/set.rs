@@ -195,6 +195,13 @@ impl TaskSet {
         self.assigned.store(true, Ordering::Release);
     }
 
+    /// The whole assignment was lost (the group session timed out: no
+    /// broker answered): not ready until the next assignment, since the
+    /// member now exports nothing of the stream.
+    pub fn assignment_lost(&self) {
+        self.assigned.store(false, Ordering::Release);
+    }
+
     /// Sets how many tasks the group has (partitions of the aggregated topics).
     pub fn set_total(&self, n: usize) {
         self.total.store(n, Ordering::Release);
@@ -356,6 +363,23 @@ mod tests {
             .flat_map(|c| c.scopes())
             .map(|(_, s)| s.total.requests)
             .sum()
+    }
+
+    /// Regression: after a lost assignment (a session timeout while the
+    /// broker hung) `/readyz` stayed 200 with nothing exported.
+    #[test]
+    fn a_lost_assignment_is_not_ready_until_the_next() {
+        let set = TaskSet::new(&Config::default());
+        assert!(!set.is_ready());
+        set.restoring(0);
+        set.restored(0);
+        assert!(set.is_ready(), "an empty assignment is ready");
+        set.assignment_lost();
+        assert!(!set.is_ready());
+        set.restoring(2);
+        assert!(!set.is_ready());
+        set.restored(2);
+        assert!(set.is_ready());
     }
 
     /// A view without state keeps the state last published, so the writer
