@@ -31,6 +31,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use super::member::{checkpoint_tasks, store_offsets, subscribe, Inner};
 use super::rebalance::Ctx;
 use super::rekey;
+use super::repeats::Repeats;
 use super::undecodable::is_undecodable;
 use super::{client_config, KafkaHandle, KafkaSetupError};
 use crate::task::{Task, TaskId, PUBLISH_EVERY};
@@ -48,6 +49,8 @@ pub struct Consumer {
     /// Each assigned partition's position at the last undecodable-message
     /// error (see `undecodable`).
     pub(super) positions_at_error: BTreeMap<(String, i32), i64>,
+    /// Poll errors repeat every few ms while a broker is down.
+    poll_errors: Repeats,
 }
 
 /// How long shutdown waits for the final commit (see
@@ -79,6 +82,7 @@ impl Consumer {
             consumer,
             inner,
             positions_at_error: BTreeMap::new(),
+            poll_errors: Repeats::default(),
         })
     }
 
@@ -228,7 +232,10 @@ impl Consumer {
                     return (batch, true);
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "poll error");
+                    match self.poll_errors.admit(&e.to_string(), Instant::now()) {
+                        Some(repeats) => tracing::warn!(error = %e, repeats, "poll error"),
+                        None => tracing::debug!(error = %e, "poll error (repeated)"),
+                    }
                     break;
                 }
                 // A small batch waits a few ms for more: per-batch costs

@@ -16,6 +16,7 @@ pub mod dead_letter;
 mod member;
 mod rebalance;
 pub mod rekey;
+mod repeats;
 mod undecodable;
 
 use std::sync::atomic::AtomicBool;

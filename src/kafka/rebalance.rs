@@ -19,6 +19,7 @@ use rdkafka::ClientContext;
 use super::member::{
     checkpoint_tasks, group_tasks, set_owned_gauges, store_offsets, subscribed, Inner,
 };
+use super::repeats::Repeats;
 use super::undecodable::undecodable_code;
 use crate::checkpoint;
 use crate::task::{Task, TaskId};
@@ -26,11 +27,16 @@ use crate::task::{Task, TaskId};
 /// The librdkafka callbacks: rebalances, statistics, errors.
 pub struct Ctx {
     inner: Arc<Inner>,
+    /// Client errors repeat every ~100 ms while a broker is down.
+    errors: Repeats,
 }
 
 impl Ctx {
     pub(super) fn new(inner: Arc<Inner>) -> Ctx {
-        Ctx { inner }
+        Ctx {
+            inner,
+            errors: Repeats::default(),
+        }
     }
 }
 
@@ -73,7 +79,10 @@ impl ClientContext for Ctx {
             tracing::debug!(%error, reason, "undecodable message");
             return;
         }
-        tracing::warn!(%error, reason, "kafka client error");
+        match self.errors.admit(&error.to_string(), Instant::now()) {
+            Some(repeats) => tracing::warn!(%error, reason, repeats, "kafka client error"),
+            None => tracing::debug!(%error, reason, "kafka client error (repeated)"),
+        }
     }
 }
 

@@ -35,6 +35,30 @@ fn decode_lines(payload: &[u8]) -> Vec<Got> {
     out
 }
 
+/// `report` over `path` with `threads` threads (default config, `now` the
+/// latest event) counts `malformed` rejections, all `malformed_json`, and
+/// `requests` in its scope `all`.
+fn report_has(path: &std::path::Path, threads: usize, malformed: u64, requests: u64) {
+    let cfg = Config::from_toml("").unwrap();
+    let r = report::report_file(path, &cfg, None, 0, threads).unwrap();
+    assert_eq!(r.rejected.total(), malformed, "{threads} threads");
+    assert_eq!(
+        r.rejected.get(Reject::MalformedJson),
+        malformed,
+        "{threads} threads"
+    );
+    let all = r
+        .scopes
+        .iter()
+        .find(|s| s.measures.cloud_label() == "all")
+        .unwrap();
+    assert_eq!(
+        all.measures.criteria().counts.requests,
+        requests,
+        "{threads} threads"
+    );
+}
+
 const A: &str = r#"{"ts":1,"connector":"a"}"#;
 const C: &str = r#"{"ts":1,"connector":"c"}"#;
 
@@ -159,25 +183,8 @@ fn deep_nesting_is_malformed_not_a_crash() {
         r#"{"ts":"2026-11-20T10:00:01Z","connector":"c","status":200}"#
     );
     std::fs::write(&path, text).unwrap();
-    let cfg = Config::from_toml("").unwrap();
     for threads in [1, 2] {
-        let r = report::report_file(&path, &cfg, None, 0, threads).unwrap();
-        assert_eq!(
-            r.rejected.get(Reject::MalformedJson),
-            1,
-            "{threads} threads"
-        );
-        assert_eq!(r.rejected.total(), 1, "{threads} threads");
-        let all = r
-            .scopes
-            .iter()
-            .find(|s| s.measures.cloud_label() == "all")
-            .unwrap();
-        assert_eq!(
-            all.measures.criteria().counts.requests,
-            2,
-            "{threads} threads"
-        );
+        report_has(&path, threads, 1, 2);
     }
 }
 
@@ -391,25 +398,8 @@ fn report_streams_lines_longer_than_a_chunk() {
     text += &short(12_000);
     assert!(text.len() > 5 << 20);
     std::fs::write(&path, &text).unwrap();
-    let cfg = Config::from_toml("").unwrap();
     for threads in [1, 2, 3] {
-        let r = report::report_file(&path, &cfg, None, 0, threads).unwrap();
-        assert_eq!(r.rejected.total(), 1, "{threads} threads");
-        assert_eq!(
-            r.rejected.get(Reject::MalformedJson),
-            1,
-            "{threads} threads"
-        );
-        let all = r
-            .scopes
-            .iter()
-            .find(|s| s.measures.cloud_label() == "all")
-            .unwrap();
-        assert_eq!(
-            all.measures.criteria().counts.requests,
-            12_002,
-            "{threads} threads"
-        );
+        report_has(&path, threads, 1, 12_002);
     }
 }
 
