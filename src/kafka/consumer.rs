@@ -191,16 +191,23 @@ impl Consumer {
                 let r = c.commit_consumer_state(CommitMode::Sync);
                 let _ = tx.send(r);
             });
-        let committed = match spawned.map(|_| rx.recv_timeout(FINAL_COMMIT_WAIT)) {
-            Ok(Ok(Ok(()))) => true,
-            // Nothing stored yet (KafkaError NoOffset) is not a failure.
-            Ok(Ok(Err(e))) => {
-                tracing::debug!(error = %e, "final commit");
-                true
-            }
-            Ok(Err(_)) | Err(_) => false,
+        let answered = match spawned {
+            Ok(handle) => match rx.recv_timeout(FINAL_COMMIT_WAIT) {
+                Ok(r) => {
+                    if let Err(e) = r {
+                        // Nothing stored yet (KafkaError NoOffset) is not a failure.
+                        tracing::debug!(error = %e, "final commit");
+                    }
+                    // Its clone is gone once it has ended: the close below
+                    // then runs here, not on a thread nobody waits for.
+                    let _ = handle.join();
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
         };
-        if committed {
+        if answered {
             // The broker answered: closing (leaving the group) is quick.
             drop(consumer);
         } else {

@@ -2,7 +2,7 @@
 //! `kafka.dead_letter_topic` with its reason and source position as
 //! headers. They are flushed before a checkpoint lets offsets move.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::IntCounterVec;
 use rdkafka::client::ClientContext;
@@ -13,6 +13,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use crate::config::Config;
 use crate::engine::event::Reject;
 
+use super::repeats::Repeats;
 use super::{client_config, send_retrying, KafkaSetupError};
 
 /// Counts the copies the broker did not take: without it a dead-letter
@@ -20,6 +21,8 @@ use super::{client_config, send_retrying, KafkaSetupError};
 /// copies with at most a log line.
 struct Delivery {
     dropped: IntCounterVec,
+    /// A missing topic fails every copy: logged once per interval.
+    warned: Repeats,
 }
 
 impl ClientContext for Delivery {}
@@ -29,7 +32,9 @@ impl ProducerContext for Delivery {
     fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = r {
             self.dropped.with_label_values(&["undelivered"]).inc();
-            tracing::warn!(error = %e, "dead-letter copy not delivered; dropped");
+            if let Some(repeats) = self.warned.admit(&e.to_string(), Instant::now()) {
+                tracing::warn!(error = %e, repeats, "dead-letter copy not delivered; dropped");
+            }
         }
     }
 }
@@ -39,6 +44,7 @@ pub struct DeadLetters {
     producer: ThreadedProducer<Delivery>,
     topic: String,
     dropped: IntCounterVec,
+    warned: Repeats,
 }
 
 impl DeadLetters {
@@ -51,10 +57,12 @@ impl DeadLetters {
                 producer: client_config(cfg, false)
                     .create_with_context(Delivery {
                         dropped: dropped.clone(),
+                        warned: Repeats::default(),
                     })
                     .map_err(KafkaSetupError::Client)?,
                 topic: t.clone(),
                 dropped: dropped.clone(),
+                warned: Repeats::default(),
             })),
             _ => Ok(None),
         }
@@ -121,10 +129,13 @@ impl DeadLetters {
             Err(_) => "refused",
         };
         self.dropped.with_label_values(&[why]).inc();
-        tracing::warn!(
-            why,
-            bytes = raw.map_or(0, <[u8]>::len),
-            "dead-letter copy dropped"
-        );
+        if let Some(repeats) = self.warned.admit(why, Instant::now()) {
+            tracing::warn!(
+                why,
+                bytes = raw.map_or(0, <[u8]>::len),
+                repeats,
+                "dead-letter copy dropped"
+            );
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Repeated client errors logged once per interval, with how many were
+//! Repeated errors (client, poll, dead-letter) logged once per interval, with how many were
 //! left out: during a broker outage librdkafka reports the same error
 //! every ~100 ms, and the poll loop sees it as often (~315 WARN lines a
 //! minute, seen in an outage test).
