@@ -196,11 +196,17 @@ fn real_main() -> anyhow::Result<()> {
             };
             let cfg = Config::load(config.as_deref(), &ov)?;
             init_tracing(cfg.log.format, &cfg.log.level);
-            runtime()?.block_on(daemon::run(
+            let rt = runtime()?;
+            let r = rt.block_on(daemon::run(
                 cfg,
                 daemon::RunOptions { fresh },
                 daemon::shutdown_signal(),
-            ))?;
+            ));
+            // Dropping a runtime waits for every blocking task, without
+            // limit: a consumer thread that overran the drain's 9 s (the
+            // error `r` then holds) would hold the exit with it.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            r?;
             Ok(())
         }
         Cmd::Report {

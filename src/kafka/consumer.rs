@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::member::{checkpoint_tasks, store_offsets, subscribe, Inner};
@@ -171,54 +172,71 @@ impl Consumer {
     }
 
     /// Commits the stored offsets, then closes the consumer (leaving the
-    /// group), both bounded by [`FINAL_COMMIT_WAIT`].
+    /// group), both on a thread of their own and bounded together by
+    /// [`FINAL_COMMIT_WAIT`].
     ///
     /// Why bounded: with every broker down (or a coordinator that stopped
     /// answering), librdkafka's synchronous commit, and then its close,
     /// each wait until the group session times out (`session.timeout.ms`,
     /// 45 s by default): SIGTERM took 90 s and ended in an error, past the
-    /// 10 s a service manager is told to wait. Nothing is lost by giving
-    /// up: every task's offset is in its checkpoint, written just before,
-    /// which a restore resumes at whatever the group has committed; and a
-    /// group member that cannot reach its coordinator is timed out by it.
+    /// 10 s a service manager is told to wait. Why the close too: a broker
+    /// that dies between the commit and the close (both killed by one
+    /// `kill`) left the close waiting 45 s in the revocation it runs. Nothing
+    /// is lost by giving up: every task's offset is in its checkpoint,
+    /// written just before, which a restore resumes at whatever the group
+    /// has committed; and a group member that cannot reach its coordinator
+    /// is timed out by it.
     fn final_commit_and_close(self) {
-        let consumer = Arc::new(self.consumer);
+        enum Step {
+            Committed(KafkaResult<()>),
+            Closed,
+        }
+        let consumer = self.consumer;
         let (tx, rx) = std::sync::mpsc::channel();
-        let c = Arc::clone(&consumer);
         let spawned = std::thread::Builder::new()
             .name("final-commit".into())
             .spawn(move || {
-                let r = c.commit_consumer_state(CommitMode::Sync);
-                let _ = tx.send(r);
+                let r = consumer.commit_consumer_state(CommitMode::Sync);
+                let _ = tx.send(Step::Committed(r));
+                drop(consumer);
+                let _ = tx.send(Step::Closed);
             });
-        let answered = match spawned {
-            Ok(handle) => match rx.recv_timeout(FINAL_COMMIT_WAIT) {
-                Ok(r) => {
+        let Ok(handle) = spawned else {
+            tracing::warn!("no thread for the final commit: exiting without it");
+            return;
+        };
+        let deadline = Instant::now() + FINAL_COMMIT_WAIT;
+        let mut committed = false;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Step::Committed(r)) => {
+                    committed = true;
                     if let Err(e) = r {
                         // Nothing stored yet (KafkaError NoOffset) is not a failure.
                         tracing::debug!(error = %e, "final commit");
                     }
-                    // Its clone is gone once it has ended: the close below
-                    // then runs here, not on a thread nobody waits for.
-                    let _ = handle.join();
-                    true
                 }
-                Err(_) => false,
-            },
-            Err(_) => false,
-        };
-        if answered {
-            // The broker answered: closing (leaving the group) is quick.
-            drop(consumer);
+                Ok(Step::Closed) => {
+                    let _ = handle.join();
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        // The thread is left to the process's exit: joining it would wait
+        // out the session.
+        if committed {
+            tracing::warn!(
+                wait = ?FINAL_COMMIT_WAIT,
+                "the group did not answer the consumer's close: exiting without leaving it \
+                 (offsets committed; every task's offset is in its checkpoint too)"
+            );
         } else {
             tracing::warn!(
                 wait = ?FINAL_COMMIT_WAIT,
                 "no broker answered the final commit: exiting without leaving the group \
                  (every task's offset is in its checkpoint)"
             );
-            // Not closed: its close would wait out the session too. The
-            // process is about to exit.
-            std::mem::forget(consumer);
         }
     }
 

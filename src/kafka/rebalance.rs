@@ -207,8 +207,12 @@ impl Ctx {
             match checkpoint_tasks(inner, &mut refs, true) {
                 Ok(()) => {
                     store_offsets(c, &leaving);
-                    // Commit now: the partitions' next owner may look.
-                    if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
+                    // Commit now, for the tools that watch the group (the
+                    // next owner resumes at the checkpoint). Not waiting for
+                    // it: with the coordinator gone, a synchronous commit
+                    // here waited out the session (45 s) inside the
+                    // rebalance, holding up the poll loop and shutdown.
+                    if let Err(e) = c.commit_consumer_state(CommitMode::Async) {
                         tracing::debug!(error = %e, "commit on revocation");
                     }
                 }

@@ -153,6 +153,20 @@ pub(super) fn health_alerts(cfg: &Config) -> Vec<Rule> {
             "connector-ga-exporter {{ $labels.instance }} has not checkpointed for {{ $value | humanizeDuration }}".into(),
             "The last state checkpoint of {{ $labels.instance }} is {{ $value | humanizeDuration }} old. Runbook: deploy/README.md#connectorgacheckpointstale - check the state directory or object store (disk full, read-only, permissions, credentials) and the daemon logs.".into(),
         ),
+        // A member owns no task while its group is rebalancing, and a spare
+        // member (more members than partitions) never does: only the whole
+        // job owning none for 10 minutes means nothing is measured. Gone
+        // after a lost assignment that never came back, for instance.
+        Rule::alert(
+            "ConnectorGANoTasksOwned",
+            "sum without (instance, pod) (connector_ga_tasks_owned{job=\"connector-ga-exporter\"}) == 0".into(),
+            "10m",
+            &[("severity", "critical")],
+        )
+        .annotate(
+            "No connector-ga-exporter member owns a partition".into(),
+            "connector_ga_tasks_owned summed over the members of job {{ $labels.job }} has been 0 for 10 minutes: no partition is aggregated, so no measure moves and /readyz is 503 on every member. Runbook: deploy/README.md#connectorganotasksowned - check the daemon logs (lost assignment, group errors), that the input topic exists, and the brokers.".into(),
+        ),
         // One failed write is retried at the next interval; failures that
         // keep coming for 15 minutes mean nothing is being saved.
         Rule::alert(

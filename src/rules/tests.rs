@@ -66,6 +66,7 @@ fn every_alert_of_spec_section_11_is_there() {
             "ConnectorGAKafkaDisconnected",
             "ConnectorGAConsumerLagGrowing",
             "ConnectorGACheckpointStale",
+            "ConnectorGANoTasksOwned",
             "ConnectorGACheckpointFailing",
             "ConnectorGAEventsRejectedRising",
             "ConnectorGAUndecodableMessages",

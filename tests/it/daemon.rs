@@ -502,6 +502,40 @@ fn sigterm_while_the_broker_hangs_exits_promptly_and_loses_nothing() {
     assert_eq!(d.requests("it_alpha", "2xx"), Some(1000.0));
 }
 
+/// Regression (an outside audit): the broker gone for a few seconds before
+/// SIGTERM, after a periodic commit. The final commit answered at once
+/// (nothing new to commit), and the consumer's close then waited out the
+/// session (45 s, exit 1) on the synchronous commit of the revocation it
+/// runs. Both are bounded now: exit 0 within 10 s.
+#[test]
+fn sigterm_after_the_broker_died_exits_promptly() {
+    let mock = MockKafka::start(&["ev:2", "g-dead-by-connector:2"]);
+    let brokers = mock.brokers.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "\n[state]\ncheckpoint_interval_seconds = 1\n");
+    let events: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
+                iso(i)
+            )
+        })
+        .collect();
+    produce(&producer(&brokers), "ev", &events);
+    let d = Daemon::start(&brokers, "ev", "g-dead", &cfg, &dir.path().join("s"), &[]);
+    d.wait_for(|d| d.events_total("ev") == 50.0, "50 read");
+    d.wait_for(
+        |d| d.requests("it_alpha", "2xx") == Some(50.0),
+        "50 counted",
+    );
+    // Periodic checkpoints, and their commits, with nothing left to read.
+    std::thread::sleep(Duration::from_millis(2500));
+    mock.signal("-KILL");
+    std::thread::sleep(Duration::from_secs(3));
+    let st = d.terminate(); // asserts an exit within 10 s
+    assert!(st.success(), "exit status {st}");
+}
+
 /// SPEC §11 live: `?daily=true` is `report --daily` over the same events at
 /// the daemon's `now`, key for key; without it there is no `daily`; the
 /// §11 gauges are there when their value is, absent while null.
