@@ -13,19 +13,25 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use crate::config::Config;
 use crate::engine::event::Reject;
 
-use super::repeats::Repeats;
+use super::repeats::{Quiet, Repeats};
 use super::{client_config, send_retrying, KafkaSetupError};
 
 /// Counts the copies the broker did not take: without it a dead-letter
 /// topic that does not exist, or a copy over the broker's size limit, lost
 /// copies with at most a log line.
 struct Delivery {
+    /// Client errors, logged through the throttle.
+    quiet: Quiet,
     dropped: IntCounterVec,
     /// A missing topic fails every copy: logged once per interval.
     warned: Repeats,
 }
 
-impl ClientContext for Delivery {}
+impl ClientContext for Delivery {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet.log(&error, reason);
+    }
+}
 
 impl ProducerContext for Delivery {
     type DeliveryOpaque = ();
@@ -56,6 +62,7 @@ impl DeadLetters {
             Some(t) if !t.is_empty() => Ok(Some(DeadLetters {
                 producer: client_config(cfg, false)
                     .create_with_context(Delivery {
+                        quiet: Quiet::new("dead-letter producer"),
                         dropped: dropped.clone(),
                         warned: Repeats::default(),
                     })

@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::ClientContext;
+
 /// How often the same error is logged again while it repeats.
 pub(super) const EVERY: Duration = Duration::from_secs(30);
 
@@ -42,6 +46,47 @@ impl Repeats {
         seen.insert(key.to_string(), (now, 0));
         Some(0)
     }
+}
+
+/// The context of the clients beside the consumer (the re-key producer
+/// and its admin client, the dead-letter producer): their client errors go
+/// through [`Repeats`] at WARN. rdkafka's default context logs each one at
+/// ERROR, and during an outage in re-key mode that was ~190 lines in 30 s.
+pub(crate) struct Quiet {
+    client: &'static str,
+    errors: Repeats,
+}
+
+impl Quiet {
+    pub(crate) fn new(client: &'static str) -> Quiet {
+        Quiet {
+            client,
+            errors: Repeats::default(),
+        }
+    }
+
+    /// Logs a client error through the throttle.
+    pub(crate) fn log(&self, error: &KafkaError, reason: &str) {
+        match self.errors.admit(&error.to_string(), Instant::now()) {
+            Some(repeats) => {
+                tracing::warn!(client = self.client, %error, reason, repeats, "kafka client error")
+            }
+            None => {
+                tracing::debug!(client = self.client, %error, reason, "kafka client error (repeated)")
+            }
+        }
+    }
+}
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log(&error, reason);
+    }
+}
+
+impl ProducerContext for Quiet {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
 }
 
 #[cfg(test)]

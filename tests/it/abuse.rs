@@ -718,3 +718,45 @@ fn unkeyed_input_without_a_broker_still_serves_and_stops_cleanly() {
     let st = d.terminate();
     assert!(st.success(), "exit status {st:?}");
 }
+
+/// Regression (an outside audit): in re-key mode with no broker, the re-key
+/// producer's and admin client's errors went through rdkafka's default
+/// context, one ERROR line each time librdkafka repeated them: 186 lines in
+/// 30 s. Each client's errors now go through the same once-per-30-s
+/// throttle as the consumer's, at WARN.
+#[test]
+fn an_unreachable_broker_logs_each_client_error_once_per_interval() {
+    let state = tempfile::tempdir().unwrap();
+    let (mut cmd, _) = DaemonCmd::new("127.0.0.1:9")
+        .topic("ev")
+        .group("g-quiet")
+        .rekeyed()
+        .state_dir(state.path())
+        .rust_log(Some("info"))
+        .stderr_piped()
+        .command();
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let (status, err) = wait_until_exit(&mut child, 15).expect("an exit after SIGTERM");
+    assert!(status.success(), "exit {status}, stderr:\n{err}");
+    let global: Vec<&str> = err.lines().filter(|l| l.contains("Global error")).collect();
+    // Three clients (consumer, re-key producer, admin), each with at most
+    // two distinct errors (all brokers down, connection refused), each
+    // logged once in 8 s.
+    assert!(
+        global.len() <= 6,
+        "{} client-error lines in 8 s:\n{}",
+        global.len(),
+        global.join("\n")
+    );
+    assert!(
+        global.iter().all(|l| !l.contains("ERROR")),
+        "client errors at ERROR:\n{}",
+        global.join("\n")
+    );
+}

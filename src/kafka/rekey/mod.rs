@@ -32,8 +32,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+use super::repeats::Quiet;
 use super::{client_config, send_retrying, KafkaSetupError};
 use crate::config::Config;
 
@@ -204,7 +205,7 @@ impl<'a> Packer<'a> {
 
 /// The producer of the re-keyed topic.
 pub struct Rekeyer {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<Quiet>,
     topic: String,
     /// The re-keyed topic's partition count, known once
     /// [`ensure_topic`] ran (0 before: nothing is read before it).
@@ -220,7 +221,9 @@ impl Rekeyer {
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576");
         Ok(Rekeyer {
-            producer: c.create().map_err(KafkaSetupError::Client)?,
+            producer: c
+                .create_with_context(Quiet::new("re-key producer"))
+                .map_err(KafkaSetupError::Client)?,
             topic: topic(cfg),
             partitions: std::sync::atomic::AtomicU32::new(0),
         })

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::topic as topic_name;
 use crate::checkpoint::store::{StateStore, StoreError};
 use crate::config::Config;
+use crate::kafka::repeats::Quiet;
 use crate::kafka::{client_config, KafkaSetupError};
 
 /// Makes sure the re-keyed topic exists (created when absent), then returns
@@ -162,7 +162,9 @@ fn make_sure(cfg: &Config, stop: &AtomicBool) -> Result<Option<u32>, KafkaSetupE
     // A metadata request must not create the topic with the broker's
     // default partition count before we create it with the input's.
     c.set("allow.auto.create.topics", "false");
-    let admin: AdminClient<DefaultClientContext> = c.create().map_err(KafkaSetupError::Client)?;
+    let admin: AdminClient<Quiet> = c
+        .create_with_context(Quiet::new("re-key admin"))
+        .map_err(KafkaSetupError::Client)?;
     let timeout = Duration::from_secs(10);
     let partitions_of = |t: &str| -> Result<Option<usize>, KafkaError> {
         // Short: SIGTERM is noticed between two requests, and shutdown
