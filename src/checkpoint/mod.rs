@@ -30,9 +30,15 @@ use crate::engine::timeutil::Micros;
 use store::{StateStore, StoreError};
 
 const MAGIC: &[u8; 4] = b"CGAT";
-/// 4: one checkpoint per task (formats 1–3 were one snapshot per process,
-/// `snapshot.bin`, and are not migrated: see [`legacy_snapshot`]).
-pub const VERSION: u32 = 4;
+/// 5: format 4 and a read task's `offset_base`. 4: one checkpoint per task
+/// (formats 1–3 were one snapshot per process, `snapshot.bin`, and are not
+/// migrated: see [`legacy_snapshot`]).
+///
+/// A checkpoint whose `offset_base` is 0 (all but those of a read task
+/// whose partition was recreated) is written in format 4, so that members
+/// of the earlier build read it during a rolling upgrade.
+pub const VERSION: u32 = 5;
+const VERSION_4: u32 = 4;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +115,37 @@ pub struct TaskCheckpoint {
     /// Re-keyed input only: the source positions already counted.
     pub sources: Vec<SourceMark>,
     pub engine: Engine,
+    /// Read tasks: added to the offsets of the positions their records
+    /// carry (see `Task::rebase`); 0 until the partition is recreated.
+    pub offset_base: i64,
+}
+
+/// Format 4, written: [`TaskCheckpoint`] without `offset_base`.
+#[derive(Serialize)]
+struct V4Ref<'a> {
+    topic: &'a str,
+    partition: i32,
+    seq: u64,
+    created_at: Micros,
+    next_offset: Option<i64>,
+    events_read: u64,
+    rejected: &'a RejectCounts,
+    sources: &'a [SourceMark],
+    engine: &'a Engine,
+}
+
+/// Format 4, read.
+#[derive(Deserialize)]
+struct V4 {
+    topic: String,
+    partition: i32,
+    seq: u64,
+    created_at: Micros,
+    next_offset: Option<i64>,
+    events_read: u64,
+    rejected: RejectCounts,
+    sources: Vec<SourceMark>,
+    engine: Engine,
 }
 
 /// The two slots of a task.
@@ -118,11 +155,27 @@ pub fn keys(topic: &str, partition: i32) -> [String; 2] {
 
 /// Encodes a checkpoint into its object bytes.
 pub fn encode(c: &TaskCheckpoint) -> Result<Bytes, CheckpointError> {
-    let payload = bincode::serde::encode_to_vec(c, bincode::config::standard())
-        .map_err(|e| CheckpointError::Encode(e.to_string()))?;
+    let cfg = bincode::config::standard();
+    let (version, payload) = if c.offset_base == 0 {
+        let v4 = V4Ref {
+            topic: &c.topic,
+            partition: c.partition,
+            seq: c.seq,
+            created_at: c.created_at,
+            next_offset: c.next_offset,
+            events_read: c.events_read,
+            rejected: &c.rejected,
+            sources: &c.sources,
+            engine: &c.engine,
+        };
+        (VERSION_4, bincode::serde::encode_to_vec(&v4, cfg))
+    } else {
+        (VERSION, bincode::serde::encode_to_vec(c, cfg))
+    };
+    let payload = payload.map_err(|e| CheckpointError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
@@ -136,9 +189,9 @@ pub fn decode(bytes: &[u8]) -> Result<TaskCheckpoint, String> {
         return Err("not a checkpoint (bad magic or too short)".into());
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != VERSION_4 {
         return Err(format!(
-            "format version {version}, this build reads only {VERSION}"
+            "format version {version}, this build reads {VERSION_4} and {VERSION}"
         ));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
@@ -153,9 +206,26 @@ pub fn decode(bytes: &[u8]) -> Result<TaskCheckpoint, String> {
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
     }
-    let (c, _) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| format!("cannot decode: {e}"))?;
-    Ok(c)
+    let cfg = bincode::config::standard();
+    let bad = |e: bincode::error::DecodeError| format!("cannot decode: {e}");
+    if version == VERSION {
+        return Ok(bincode::serde::decode_from_slice(payload, cfg)
+            .map_err(bad)?
+            .0);
+    }
+    let (c, _): (V4, usize) = bincode::serde::decode_from_slice(payload, cfg).map_err(bad)?;
+    Ok(TaskCheckpoint {
+        topic: c.topic,
+        partition: c.partition,
+        seq: c.seq,
+        created_at: c.created_at,
+        next_offset: c.next_offset,
+        events_read: c.events_read,
+        rejected: c.rejected,
+        sources: c.sources,
+        engine: c.engine,
+        offset_base: 0,
+    })
 }
 
 /// Writes a checkpoint into the slot its sequence number picks; the other
@@ -273,6 +343,7 @@ mod tests {
             rejected: RejectCounts::default(),
             sources: Vec::new(),
             engine: Engine::default(),
+            offset_base: 0,
         }
     }
 
@@ -343,6 +414,32 @@ mod tests {
                 && err.contains("the other holds no offset to resume at"),
             "{err}"
         );
+    }
+
+    /// A checkpoint with no offset base is written in format 4 (read by
+    /// the earlier build); one with a base in format 5; both read back.
+    #[test]
+    fn format_4_unless_an_offset_base_is_set() {
+        let plain = ckpt(1, 9);
+        let b = encode(&plain).unwrap();
+        assert_eq!(&b[4..8], &4u32.to_le_bytes());
+        let back = decode(&b).unwrap();
+        assert_eq!(
+            (back.seq, back.next_offset, back.offset_base),
+            (1, Some(9), 0)
+        );
+        let based = TaskCheckpoint {
+            offset_base: 40,
+            ..ckpt(2, 3)
+        };
+        let b = encode(&based).unwrap();
+        assert_eq!(&b[4..8], &5u32.to_le_bytes());
+        let back = decode(&b).unwrap();
+        assert_eq!(
+            (back.seq, back.next_offset, back.offset_base),
+            (2, Some(3), 40)
+        );
+        assert_eq!(back.topic, "t");
     }
 
     #[test]

@@ -122,11 +122,13 @@ pub(super) fn process(inner: &Inner, batch: &[OwnedMessage], owned: &mut Owned) 
                             Ok(()) => {
                                 let packer = packers[d.task_of[k] as usize / owners]
                                     .get_or_insert_with(|| Packer::new(m.topic(), m.partition()));
+                                // Offsets continue past those of a
+                                // partition since recreated (`Task::rebase`).
                                 inner.rekey.as_ref().expect("read stage").add(
                                     packer,
                                     connector,
                                     raw,
-                                    m.offset(),
+                                    m.offset() + t.offset_base(),
                                     *index,
                                 );
                             }

@@ -5,7 +5,7 @@
 //! gauges; client errors are logged.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
@@ -141,7 +141,8 @@ impl Ctx {
             let stage = inner.stage(topic);
             let task = match checkpoint::load(&*h.store, topic, *partition) {
                 Ok(Some(ckpt)) => {
-                    let t = Task::restore(ckpt, stage, h.tasks.budget());
+                    let mut t = Task::restore(ckpt, stage, h.tasks.budget());
+                    check_range(c, &mut t);
                     if let Some(o) = t.next_offset() {
                         // Resume exactly after the checkpoint's events.
                         let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(o));
@@ -234,5 +235,50 @@ impl Ctx {
             t.release(h.tasks.budget());
         }
         set_owned_gauges(inner);
+    }
+}
+
+/// Checks a restored task's offset against its partition's range now.
+///
+/// - Past the end: the topic was deleted and created again (a rebuilt
+///   cluster) or lost data, since the checkpoint. Resumed there, librdkafka
+///   jumps to the start on its own, but the task would keep the old end as
+///   its offset, so every restart read the new partition again and counted
+///   it twice; and in re-key mode the aggregating tasks took the new records
+///   for replays and dropped them all. [`Task::rebase`] keeps the counts and
+///   reads the partition from its start, once.
+/// - Before the start: retention deleted events the task never read; they
+///   are not in any count, and the log says how many offsets that is.
+///
+/// A partition recreated and filled past the checkpoint's offset before the
+/// member restarts cannot be told from the old one (Kafka offsets carry no
+/// topic identity here): the README says to start such a group afresh.
+fn check_range(c: &BaseConsumer<Ctx>, t: &mut Task) {
+    let Some(o) = t.next_offset() else { return };
+    let (low, high) = match c.fetch_watermarks(&t.id.topic, t.id.partition, Duration::from_secs(5))
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::debug!(task = %t.id, error = %e, "no watermarks to check the checkpoint's offset against");
+            return;
+        }
+    };
+    if o > high {
+        tracing::warn!(
+            task = %t.id,
+            checkpoint_offset = o,
+            partition_end = high,
+            "the partition ends before its checkpoint's offset: the topic was recreated (or lost data) \
+             since; keeping the counts and reading the partition from its start"
+        );
+        t.rebase(low);
+    } else if o < low {
+        tracing::warn!(
+            task = %t.id,
+            checkpoint_offset = o,
+            partition_start = low,
+            lost_offsets = low - o,
+            "retention deleted messages of this partition before they were read: they are in no count"
+        );
     }
 }

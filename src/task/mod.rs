@@ -94,6 +94,9 @@ pub struct Task {
     /// Re-keyed tasks: per source partition, the highest source position
     /// (offset, index in its record) counted.
     marks: HashMap<(Arc<str>, i32), (i64, u32)>,
+    /// Read tasks: added to the offset of each position its records carry
+    /// (see [`Task::rebase`]).
+    offset_base: i64,
     seq: u64,
     /// Written since the last view was published.
     unpublished: bool,
@@ -115,6 +118,7 @@ impl Task {
             ingested: 0,
             rejected: RejectCounts::default(),
             marks: HashMap::new(),
+            offset_base: 0,
             seq: 0,
             unpublished: true,
             state: None,
@@ -145,6 +149,7 @@ impl Task {
                     )
                 })
                 .collect(),
+            offset_base: c.offset_base,
             seq: c.seq,
             unpublished: true,
             state: None,
@@ -156,6 +161,33 @@ impl Task {
     /// Where the partition resumes: after the last event in the state.
     pub fn next_offset(&self) -> Option<i64> {
         self.next_offset
+    }
+
+    /// What a read task adds to the offset of each source position it
+    /// writes into its re-keyed records.
+    pub fn offset_base(&self) -> i64 {
+        self.offset_base
+    }
+
+    /// The partition ends before [`Task::next_offset`]: it was deleted and
+    /// created again (or truncated) since the state was checkpointed. The
+    /// state stays (its events were counted); reading starts again at
+    /// `low`, the partition's first offset now.
+    ///
+    /// A read task's positions must keep growing past those it wrote
+    /// before, or the aggregating tasks would take its new records for
+    /// replays and drop them (an outside audit: every valid event after
+    /// the topics were recreated was lost). So the old end is added to
+    /// `offset_base`: the same after every restart that rebases from the
+    /// same checkpoint, larger than any position written before.
+    pub fn rebase(&mut self, low: i64) {
+        if let Some(end) = self.next_offset {
+            if self.stage == Stage::Read {
+                self.offset_base += end;
+            }
+        }
+        self.next_offset = Some(low);
+        self.touch();
     }
 
     /// Admits one valid event into the task's state, or counts why it is
@@ -267,6 +299,7 @@ impl Task {
                 })
                 .collect(),
             engine: self.engine.view(),
+            offset_base: self.offset_base,
         }
     }
 
@@ -381,3 +414,33 @@ impl PartialEq for dyn MarkKey + '_ {
 }
 
 impl Eq for dyn MarkKey + '_ {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By hand: a read task checkpointed at offset 40 finds its partition
+    /// recreated: it resumes at the new start (0) and its positions start
+    /// at 40, past the 0..=39 it wrote; a second recreation after reading
+    /// to 25 adds 25 more (base 65). An aggregating task's offset resumes
+    /// at the start too, its state and base untouched.
+    #[test]
+    fn rebase_resumes_at_the_start_and_read_positions_keep_growing() {
+        let mut r = Task::new(TaskId::new("ev", 0), Stage::Read);
+        r.advance(40, 40);
+        r.rebase(0);
+        assert_eq!((r.next_offset(), r.offset_base()), (Some(0), 40));
+        r.advance(25, 25);
+        r.rebase(0);
+        assert_eq!((r.next_offset(), r.offset_base()), (Some(0), 65));
+        // Through a checkpoint.
+        let back = Task::restore(r.checkpoint(1), Stage::Read, &SeriesBudget::new(10));
+        assert_eq!((back.next_offset(), back.offset_base()), (Some(0), 65));
+
+        let mut a = Task::new(TaskId::new("ev", 0), Stage::Aggregate);
+        a.advance(40, 40);
+        a.rebase(3);
+        assert_eq!((a.next_offset(), a.offset_base()), (Some(3), 0));
+        assert_eq!(a.events_read, 40);
+    }
+}

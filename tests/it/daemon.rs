@@ -536,6 +536,88 @@ fn sigterm_after_the_broker_died_exits_promptly() {
     assert!(st.success(), "exit status {st}");
 }
 
+/// Regression (an outside audit): the topics deleted and created again (a
+/// rebuilt cluster: here a new `mock-kafka` process) while the state store
+/// is kept. Keyed input read the new partition again at every restart
+/// (counted twice); through the re-key stage every new valid event was
+/// taken for a replay and dropped. Now the counts of the old topic stay
+/// and the new one is counted once, across restarts. By hand: 40 events
+/// before, 10 after: 50.
+#[test]
+fn recreated_topics_keep_the_counts_and_count_the_new_events_once() {
+    for rekeyed in [false, true] {
+        let group = if rekeyed {
+            "g-recreate-r"
+        } else {
+            "g-recreate-k"
+        };
+        let rekeyed_topic = format!("{group}-by-connector:1");
+        let topics = ["ev:1", rekeyed_topic.as_str()];
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n",
+        );
+        let state = dir.path().join("s");
+        let start = |brokers: &str| {
+            let mut c = DaemonCmd::new(brokers)
+                .topic("ev")
+                .group(group)
+                .config(&cfg)
+                .state_dir(&state);
+            if rekeyed {
+                c = c.rekeyed();
+            }
+            c.start()
+        };
+        let events = |n: i64| -> Vec<String> {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        r#"{{"ts":"{}","connector":"it_alpha","status":200}}"#,
+                        iso(i)
+                    )
+                })
+                .collect()
+        };
+        let mock = MockKafka::start(&topics);
+        produce(&producer(&mock.brokers), "ev", &events(40));
+        let d = start(&mock.brokers);
+        d.wait_for(
+            |d| d.requests("it_alpha", "2xx") == Some(40.0),
+            "40 counted",
+        );
+        assert!(d.terminate().success());
+        drop(mock);
+
+        let mock = MockKafka::start(&topics);
+        produce(&producer(&mock.brokers), "ev", &events(10));
+        let d = start(&mock.brokers);
+        d.wait_for(
+            |d| d.requests("it_alpha", "2xx") == Some(50.0),
+            &format!("50 counted after the topics were recreated (re-key {rekeyed})"),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            d.requests("it_alpha", "2xx"),
+            Some(50.0),
+            "re-key {rekeyed}"
+        );
+        assert!(d.terminate().success());
+        // Restarted on the new topics: nothing read twice.
+        let d = start(&mock.brokers);
+        d.wait_for(|d| d.status("/readyz") == Some(200), "ready again");
+        d.wait_for(|d| d.requests("it_alpha", "2xx").is_some(), "restored");
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(
+            d.requests("it_alpha", "2xx"),
+            Some(50.0),
+            "after a restart (re-key {rekeyed})"
+        );
+        assert!(d.terminate().success());
+    }
+}
+
 /// SPEC §11 live: `?daily=true` is `report --daily` over the same events at
 /// the daemon's `now`, key for key; without it there is no `daily`; the
 /// §11 gauges are there when their value is, absent while null.
