@@ -61,12 +61,19 @@ pub enum StoreError {
     /// A file system error of the directory named by a `file://` `state.url`.
     #[error("config key `state.url`: {path}: {error}")]
     UrlDirIo { path: PathBuf, error: io::Error },
-    /// An error the object store answered (or its client gave up with).
-    #[error("state store `state.url` {url}: {error}")]
+    /// An error the object store answered (or its client gave up with),
+    /// on one line (a store's error body can hold an XML document).
+    #[error("state store `state.url` {url}: {}", one_line(.error))]
     ObjectStore {
         url: String,
         error: object_store::Error,
     },
+    /// A write answered "not found": the bucket or container is missing.
+    #[error(
+        "config key `state.url`: {url}: the bucket or container does not exist (or these \
+         credentials cannot see it); create it before starting: the daemon does not create it"
+    )]
+    NoContainer { url: String },
     /// `state.url` cannot be opened (bad scheme, no bucket, bad options);
     /// `reason` begins with the URL.
     #[error("config key `state.url`: {reason}")]
@@ -182,4 +189,13 @@ fn check_prefix(prefix: &str) -> Result<&str, StoreError> {
         check_key(p)?;
     }
     Ok(p)
+}
+
+/// An error's text on one line: newlines and runs of spaces become one
+/// space, so that start-up's error stays the one line it promises.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -328,14 +328,14 @@ where
         }
         fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
             u64::try_from(v)
-                .map_err(|_| E::custom(format!("{v} is negative: a whole number >= 0 is expected")))
+                .map_err(|_| E::custom(format!("{v} is negative: a whole number is expected")))
         }
         fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
             // 2^64 as an f64: every whole f64 below it fits a u64.
             if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
                 Ok(v as u64)
             } else {
-                Err(E::custom(format!("{v} is not a whole number >= 0")))
+                Err(E::custom(format!("{v} is not a whole number")))
             }
         }
         fn visit_str<E: Error>(self, v: &str) -> Result<u64, E> {

@@ -63,9 +63,7 @@ impl<'a> Doc<'a> {
             criteria_window_days: r.criteria_window_days,
             members_partial: m.map(|m| m.partial),
             now: timeutil::format_micros(r.now),
-            read_tasks: m
-                .filter(|m| !m.read_tasks.is_empty())
-                .map(|m| list(&m.read_tasks)),
+            read_tasks: m.and_then(|m| m.read_tasks.as_deref()).map(list),
             rejected,
             scopes: r.scopes.iter().map(ScopeDoc::of).collect(),
             tasks: m.map(|m| list(&m.tasks)),
@@ -294,7 +292,7 @@ mod tests {
         let mut r = Report::build_with(&[&e], &cfg, now, rejected, true);
         r.membership = Some(Membership {
             tasks: vec![("a".into(), 0), ("b".into(), 1)],
-            read_tasks: vec![("in".into(), 3)],
+            read_tasks: Some(vec![("in".into(), 3)]),
             partial: true,
         });
         let direct = serde_json::to_string(&r.doc()).unwrap();

@@ -47,8 +47,9 @@ pub struct Membership {
     /// (topic, partition) of every owned task that aggregates, sorted.
     pub tasks: Vec<(String, i32)>,
     /// With a re-key stage: the input partitions this member reads and
-    /// re-keys (where their rejections are counted).
-    pub read_tasks: Vec<(String, i32)>,
+    /// re-keys (where their rejections are counted), maybe none; `None`
+    /// without a re-key stage.
+    pub read_tasks: Option<Vec<(String, i32)>>,
     /// True when the member owns fewer than all the group's tasks.
     pub partial: bool,
 }

@@ -32,6 +32,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -56,6 +57,13 @@ pub fn router(shared: Arc<Serving>) -> Router {
         .route("/readyz", get(readyz))
         .route("/", get(page))
         .route("/connectors/{connector}", get(connector_page))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: the endpoints are /, /metrics, /api/v1/criteria, /connectors/<id>, \
+                 /healthz and /readyz\n",
+            )
+        })
         .with_state(shared)
 }
 
@@ -72,7 +80,19 @@ struct CriteriaQuery {
     daily: bool,
 }
 
-async fn criteria(State(shared): State<Arc<Serving>>, Query(q): Query<CriteriaQuery>) -> Response {
+async fn criteria(
+    State(shared): State<Arc<Serving>>,
+    q: Result<Query<CriteriaQuery>, QueryRejection>,
+) -> Response {
+    // A JSON API answers a bad query in JSON, saying what it accepts.
+    let Ok(Query(q)) = q else {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error":"bad query: `daily` is `true` or `false`, and no other parameter is read"}"#,
+        )
+            .into_response();
+    };
     if !q.daily {
         let r = shared.rendered().await;
         return (

@@ -28,11 +28,41 @@ pub enum Format {
 }
 
 impl Format {
-    /// Picks OpenMetrics when the scraper's `Accept` header asks for it.
+    /// The format the scraper's `Accept` header prefers (RFC 9110 §12.5.1):
+    /// OpenMetrics when a range naming it (version 1.0.0, or no version)
+    /// has a higher quality than every range the text format matches
+    /// (`text/plain` of version 0.0.4 or none, `text/*`, `*/*`), or the same
+    /// quality; the text format otherwise, also when nothing is acceptable.
+    /// Media types are case-insensitive; `q=0` means "not acceptable".
     pub fn from_accept(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Text,
+        let (mut om, mut text) = (0.0f32, 0.0f32);
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let (mut q, mut version) = (1.0f32, None);
+            for p in parts {
+                let Some((k, v)) = p.split_once('=') else {
+                    continue;
+                };
+                let v = v.trim().trim_matches('"');
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.parse().unwrap_or(0.0),
+                    "version" => version = Some(v.to_string()),
+                    _ => {}
+                }
+            }
+            let offered = |v: &str| version.as_deref().is_none_or(|x| x == v);
+            match media.as_str() {
+                "application/openmetrics-text" if offered("1.0.0") => om = om.max(q),
+                "text/plain" if offered("0.0.4") => text = text.max(q),
+                "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
         }
     }
     pub fn content_type(self) -> &'static str {
@@ -454,6 +484,34 @@ fn seconds_of_ms(ms: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Accept headers (an outside audit found q-values and case ignored).
+    #[test]
+    fn the_accept_header_is_negotiated_by_quality() {
+        use Format::{OpenMetrics as Om, Text};
+        let cases: &[(Option<&str>, Format)] = &[
+            (None, Text),
+            (Some(""), Text),
+            (Some("*/*"), Text),
+            // Prometheus 2.x's default.
+            (Some("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.1"), Om),
+            (Some("application/openmetrics-text"), Om),
+            (Some("APPLICATION/OpenMetrics-Text; Version=1.0.0"), Om),
+            // Not acceptable, or less wanted than the text format.
+            (Some("application/openmetrics-text;q=0"), Text),
+            (Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5"), Text),
+            (Some("text/plain;q=0, application/openmetrics-text;q=0"), Text),
+            // A version not offered.
+            (Some("application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5"), Text),
+            // Equal quality: the one asked for by name.
+            (Some("text/plain, application/openmetrics-text"), Om),
+            (Some("application/openmetrics-text;q=0.2, */*;q=0.1"), Om),
+            (Some("application/openmetrics-text;q=abc"), Text),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(Format::from_accept(*accept), *want, "{accept:?}");
+        }
+    }
 
     #[test]
     fn values_and_labels() {

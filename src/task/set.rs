@@ -296,11 +296,16 @@ impl TaskSet {
                     .filter(|v| v.stage != Stage::Read)
                     .map(|v| (v.id.topic.to_string(), v.id.partition))
                     .collect(),
-                read_tasks: views
-                    .values()
-                    .filter(|v| v.stage == Stage::Read)
-                    .map(|v| (v.id.topic.to_string(), v.id.partition))
-                    .collect(),
+                // Listed with a re-key stage even when empty: a member
+                // whose read tasks moved away owns none, which the merge
+                // of members' documents must see as `[]`, not as absent.
+                read_tasks: (!cfg.kafka.input_keyed_by_connector).then(|| {
+                    views
+                        .values()
+                        .filter(|v| v.stage == Stage::Read)
+                        .map(|v| (v.id.topic.to_string(), v.id.partition))
+                        .collect()
+                }),
                 partial: views.len() < total || total == 0,
             }),
         };
@@ -380,6 +385,24 @@ mod tests {
         assert!(!set.is_ready());
         set.restored(2);
         assert!(set.is_ready());
+    }
+
+    /// Regression (an outside audit): with the re-key stage, a member that
+    /// owned no read task listed no `read_tasks` at all, which a merge of
+    /// the members' documents read as `null`. Listed as `[]` now; absent
+    /// without a re-key stage.
+    #[test]
+    fn read_tasks_are_listed_with_a_rekey_stage_even_when_none() {
+        let now = parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let mut cfg = Config::default();
+        cfg.kafka.input_keyed_by_connector = false;
+        let set = TaskSet::new(&cfg);
+        let doc = set.report(&cfg, now, false).0.to_json();
+        assert_eq!(doc["read_tasks"], serde_json::json!([]));
+        assert_eq!(doc["tasks"], serde_json::json!([]));
+        cfg.kafka.input_keyed_by_connector = true;
+        let doc = set.report(&cfg, now, false).0.to_json();
+        assert!(doc.get("read_tasks").is_none(), "{doc}");
     }
 
     /// A view without state keeps the state last published, so the writer

@@ -715,6 +715,23 @@ fn unkeyed_input_without_a_broker_still_serves_and_stops_cleanly() {
     d.wait_for(|d| d.status("/healthz") == Some(200), "/healthz 200");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(d.status("/readyz"), Some(503));
+    // An unknown path says what there is; a bad query of the JSON API is
+    // answered in JSON (an outside audit: an empty 404, and the web
+    // framework's own text).
+    let r = d.http.get(d.url("/nope")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.text().unwrap().contains("/api/v1/criteria"));
+    let r = d
+        .http
+        .get(d.url("/api/v1/criteria?daily=yes"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("`daily`"),
+        "{body}"
+    );
     let st = d.terminate();
     assert!(st.success(), "exit status {st:?}");
 }

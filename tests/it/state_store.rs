@@ -452,7 +452,9 @@ fn azurite_conformance() {
         .put("k", b("x"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`state.url` az://nosuchcontainer/p"), "{e}");
+    assert!(e.contains("`state.url`: az://nosuchcontainer/p"), "{e}");
+    // Said as such, on one line (was "Object ... not found" and an XML body).
+    assert!(e.contains("does not exist") && !e.contains('\n'), "{e}");
     let wrong_key = "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXkgd3Jvbmcga2V5IHdyb25nIGtleQ==";
     let e = store::open_with_env(&cfg, azurite_env(&azurite, wrong_key))
         .unwrap()
@@ -460,6 +462,7 @@ fn azurite_conformance() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`state.url` az://checkpoints/group-a"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
 }
 
 // ---------------------------------------------------------------------------
@@ -532,7 +535,8 @@ fn moto_s3_conformance() {
         .put("k", b("x"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`state.url` s3://nosuchbucket/p"), "{e}");
+    assert!(e.contains("`state.url`: s3://nosuchbucket/p"), "{e}");
+    assert!(e.contains("does not exist") && !e.contains('\n'), "{e}");
 }
 
 /// A store nobody listens on fails, after bounded retries, with an error

@@ -227,6 +227,10 @@ impl ObjectStoreBackend {
             {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                // S3's NoSuchBucket, Azure's ContainerNotFound: the raw
+                // text said "Object ... not found", which sent one to
+                // look for an object (an outside audit).
+                Err(object_store::Error::NotFound { .. }) => Err(StoreError::NoContainer { url }),
                 Err(error) => Err(StoreError::ObjectStore { url, error }),
             }
         })
