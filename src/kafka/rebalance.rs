@@ -209,12 +209,18 @@ impl Ctx {
                 Ok(()) => {
                     store_offsets(c, &leaving);
                     // Commit now, for the tools that watch the group (the
-                    // next owner resumes at the checkpoint). Not waiting for
-                    // it: with the coordinator gone, a synchronous commit
-                    // here waited out the session (45 s) inside the
-                    // rebalance, holding up the poll loop and shutdown.
-                    if let Err(e) = c.commit_consumer_state(CommitMode::Async) {
-                        tracing::debug!(error = %e, "commit on revocation");
+                    // next owner resumes at the checkpoint), and before the
+                    // rebalance goes on: an asynchronous commit would reach
+                    // the broker after the generation changed, and fail.
+                    // Not while shutting down: the final commit, bounded,
+                    // has just stored these offsets, and this revocation
+                    // runs in the consumer's close, where a synchronous
+                    // commit to a coordinator gone since waited out the
+                    // session (45 s; an outside audit).
+                    if !h.stop.load(std::sync::atomic::Ordering::Acquire) {
+                        if let Err(e) = c.commit_consumer_state(CommitMode::Sync) {
+                            tracing::debug!(error = %e, "commit on revocation");
+                        }
                     }
                 }
                 Err(e) => tracing::error!(
