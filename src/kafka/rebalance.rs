@@ -19,7 +19,7 @@ use rdkafka::ClientContext;
 use super::member::{
     checkpoint_tasks, group_tasks, set_owned_gauges, store_offsets, subscribed, Inner,
 };
-use super::repeats::Repeats;
+use super::repeats::Quiet;
 use super::undecodable::undecodable_code;
 use crate::checkpoint;
 use crate::task::{Task, TaskId};
@@ -28,14 +28,14 @@ use crate::task::{Task, TaskId};
 pub struct Ctx {
     inner: Arc<Inner>,
     /// Client errors repeat every ~100 ms while a broker is down.
-    errors: Repeats,
+    errors: Quiet,
 }
 
 impl Ctx {
     pub(super) fn new(inner: Arc<Inner>) -> Ctx {
         Ctx {
             inner,
-            errors: Repeats::default(),
+            errors: Quiet::new("consumer"),
         }
     }
 }
@@ -79,10 +79,7 @@ impl ClientContext for Ctx {
             tracing::debug!(%error, reason, "undecodable message");
             return;
         }
-        match self.errors.admit(&error.to_string(), Instant::now()) {
-            Some(repeats) => tracing::warn!(%error, reason, repeats, "kafka client error"),
-            None => tracing::debug!(%error, reason, "kafka client error (repeated)"),
-        }
+        self.errors.log(&error, reason);
     }
 }
 
@@ -136,13 +133,16 @@ impl Ctx {
         let started = Instant::now();
         let mut views = Vec::new();
         let mut restored = 0;
+        // One bound for the whole assignment's range checks: a broker slow
+        // to answer must not hold the rebalance for 5 s per partition.
+        let checks_until = Instant::now() + RANGE_CHECK_WAIT;
         for (topic, partition) in &parts {
             let id = TaskId::new(topic, *partition);
             let stage = inner.stage(topic);
             let task = match checkpoint::load(&*h.store, topic, *partition) {
                 Ok(Some(ckpt)) => {
                     let mut t = Task::restore(ckpt, stage, h.tasks.budget());
-                    check_range(c, &mut t);
+                    check_range(c, &mut t, checks_until);
                     if let Some(o) = t.next_offset() {
                         // Resume exactly after the checkpoint's events.
                         let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(o));
@@ -244,6 +244,10 @@ impl Ctx {
     }
 }
 
+/// How long one assignment spends checking restored offsets
+/// ([`check_range`]), all partitions together.
+const RANGE_CHECK_WAIT: Duration = Duration::from_secs(5);
+
 /// Checks a restored task's offset against its partition's range now.
 ///
 /// - Past the end: the topic was deleted and created again (a rebuilt
@@ -259,10 +263,14 @@ impl Ctx {
 /// A partition recreated and filled past the checkpoint's offset before the
 /// member restarts cannot be told from the old one (Kafka offsets carry no
 /// topic identity here): the README says to start such a group afresh.
-fn check_range(c: &BaseConsumer<Ctx>, t: &mut Task) {
+fn check_range(c: &BaseConsumer<Ctx>, t: &mut Task, until: Instant) {
     let Some(o) = t.next_offset() else { return };
-    let (low, high) = match c.fetch_watermarks(&t.id.topic, t.id.partition, Duration::from_secs(5))
-    {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        tracing::debug!(task = %t.id, "no time left to check the checkpoint's offset");
+        return;
+    }
+    let (low, high) = match c.fetch_watermarks(&t.id.topic, t.id.partition, left) {
         Ok(w) => w,
         Err(e) => {
             tracing::debug!(task = %t.id, error = %e, "no watermarks to check the checkpoint's offset against");
